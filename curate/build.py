@@ -27,7 +27,8 @@ import polars as pl
 
 from curate import __version__
 from curate.errors import MedcurateError, ReconciliationError
-from curate.fsutil import pid_alive, sha256_file
+from curate.fsutil import sha256_file
+from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
 from curate.recipe import Recipe, load_recipe
 from curate.record import conform
 from curate.report import render_report
@@ -114,14 +115,6 @@ def _build_id(recipe_sha: str, sources: list[dict[str, Any]], limit: int | None)
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{h[:8]}"
 
 
-def _clean_stale_tmp(base: Path) -> None:
-    """Remove temporary folders left by killed builds (their owner pid is gone)."""
-    for tmp in base.glob(".tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _write_shards(frame: pl.DataFrame, data_dir: Path, split: str, max_rows: int) -> list[Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
     n = max(1, -(-frame.height // max_rows))
@@ -149,6 +142,8 @@ def run_build(
 ) -> BuildResult:
     """Run a recipe end to end. `progress(description, total) -> advance(n)` wires progress bars."""
     recipe, recipe_path, recipe_sha = load_recipe(recipe_ref)
+    if out is not None and not dry_run:
+        check_out_dir(out)  # before any source is read or teacher called
     overrides = dict(source_overrides or {})
     unknown = set(overrides) - {s.name for s in recipe.sources}
     if unknown:
@@ -248,19 +243,15 @@ def run_build(
     # 3. write to a temporary folder, rename when complete
     build_id = _build_id(recipe_sha, source_infos, limit)
     if out:
-        final = Path(out)
-        if final.exists() and any(final.iterdir()):
-            raise MedcurateError(f"output folder {final} exists and is not empty", hint="choose another --out")
+        final = check_out_dir(out)
     else:
         final, n = base / build_id, 1
         while final.exists() or list(base.glob(f".tmp-{final.name}-*")):  # two builds in the same second
             n += 1
             final = base / f"{build_id}.{n}"
     final.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_tmp(final.parent)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    clean_stale_tmp(final.parent)
+    tmp = make_tmp(final)
     try:
         files = _write_shards(frame, tmp / "data", recipe.output.split, recipe.output.max_rows_per_shard)
         for stage, rej in stage_rejects.items():
@@ -289,7 +280,7 @@ def run_build(
             from curate.card import render_dataset_card
 
             (tmp / "README.md").write_text(render_dataset_card(manifest, tmp), encoding="utf-8")
-        os.replace(tmp, final)
+        finish_tmp(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
