@@ -154,3 +154,107 @@ def test_hub_pull_refuses_a_non_empty_out_and_leaves_nothing_on_failure(fake_hub
     with pytest.raises(IntegrityError, match="corrupted"):
         registry.pull(f"{REPO}@v1.0.0", out=work / "fresh", backend="hub")
     assert sorted(p.name for p in work.iterdir() if "fresh" in p.name) == []
+
+
+# --- 2, 10 and 11. recipe names, templates, YAML, --out, temporary folders ------------------------------------
+
+
+def _recipe(work: Path, data_dir: Path, *, name: str = "hostile", steps: str = "  - validate: {}\n",
+            path: str | None = None, extra: str = "") -> Path:
+    """A small recipe over real MedQA rows, written into ./recipes/ of the scratch cwd."""
+    folder = work / "recipes"
+    folder.mkdir(exist_ok=True)
+    recipe = folder / f"{hashlib.sha256(name.encode()).hexdigest()[:8] if name != 'hostile' else name}.yaml"
+    recipe.write_text(
+        f"name: {json.dumps(name)}\ndescription: hostile inputs\nlicense: mit\n"
+        f"sources:\n  - name: medqa\n    format: medqa\n"
+        f"    path: {path or data_dir / 'medqa' / 'train_subset1030.json'}\n"
+        f"steps:\n{steps}{extra}")
+    return recipe
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "ABSOLUTE", "", ".."])
+def test_recipe_names_that_are_not_safe_folder_names_are_refused(work: Path, data_dir: Path, name: str) -> None:
+    from curate.build import run_build
+    from curate.errors import RecipeError
+
+    name = str(work / "abs") if name == "ABSOLUTE" else name
+    recipe = _recipe(work, data_dir, name=name)
+    with pytest.raises(RecipeError, match="name"):
+        run_build(str(recipe), limit=5)
+    assert not (work / "escape").exists() and not (work / "builds" / "LATEST").exists()
+
+
+def test_stale_temp_cleanup_removes_only_folders_the_tool_marked(work: Path, data_dir: Path) -> None:
+    from curate.build import run_build
+    from curate.outdir import MARKER
+
+    recipe = _recipe(work, data_dir)
+    base = work / "builds" / "hostile"
+    mine = base / ".tmp-photos-999999"  # looks like a stale build temp folder, but medcurate never made it
+    mine.mkdir(parents=True)
+    (mine / "holiday.jpg").write_bytes(b"\xff\xd8")
+    stale = base / ".tmp-20260101-000000-deadbeef-999998"
+    stale.mkdir()
+    (stale / MARKER).write_text("{}")
+    result = run_build(str(recipe), limit=5)
+    assert (mine / "holiday.jpg").is_file()
+    assert not stale.exists()
+    assert not (result.path / MARKER).exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "under_file", "dot"])
+def test_bad_out_is_refused_before_any_source_is_read(work: Path, data_dir: Path, kind: str) -> None:
+    from curate.build import run_build
+    from curate.outdir import OutDirError
+
+    (work / "notes.txt").write_text("keep me")
+    out = {"file": work / "notes.txt", "under_file": work / "notes.txt" / "build", "dot": Path(".")}[kind]
+    recipe = _recipe(work, data_dir, path=str(work / "missing.jsonl"))  # reading it would fail: --out must fail first
+    with pytest.raises(OutDirError, match="--out"):
+        run_build(str(recipe), out=out)
+    assert (work / "notes.txt").read_text() == "keep me"
+
+
+def test_cli_bad_out_is_an_error_not_a_traceback(work: Path, data_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    (work / "notes.txt").write_text("keep me")
+    recipe = _recipe(work, data_dir)
+    proc = subprocess.run([sys.executable, "-c", "from curate.cli import main; main()", "build", str(recipe),
+                           "--limit", "5", "--out", str(work / "notes.txt" / "b"), "-q"],
+                          capture_output=True, text=True, cwd=work, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "lies under" in proc.stderr and "notes.txt" in proc.stderr
+
+
+@pytest.mark.parametrize("template", ["{question} {foo}", 'Reply as JSON {"answer": "X"}: {question}', "{question"])
+def test_bad_custom_template_is_a_recipe_error_at_load(work: Path, data_dir: Path, template: str) -> None:
+    from curate.build import run_build
+    from curate.errors import RecipeError
+
+    steps = "  - validate: {}\n  - template:\n      templates:\n        mcq: [" + json.dumps(template) + "]\n"
+    recipe = _recipe(work, data_dir, steps=steps, path=str(work / "missing.jsonl"))
+    with pytest.raises(RecipeError, match=r"steps\.1\.template\.templates"):
+        run_build(str(recipe))
+
+
+#: 10 x 10^6 = 10^7 scalars once expanded (kept small so the old code, which expanded it, only took seconds).
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n" for i in range(6))
+
+
+def test_yaml_alias_bomb_is_refused_and_listing_skips_it(work: Path, data_dir: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from curate.errors import RecipeError
+    from curate.recipe import list_recipes, load_recipe
+
+    _recipe(work, data_dir)
+    bomb = work / "recipes" / "bomb.yaml"
+    bomb.write_text(BOMB + "name: bomb\ndescription: [*g]\nlicense: mit\n")
+    with pytest.raises(RecipeError, match="aliases expand to"):
+        load_recipe(str(bomb))
+    names = [r["name"] for r in list_recipes()]
+    assert "hostile" in names and "bomb" not in names
+    assert "skipping recipe file" in caplog.text and "bomb.yaml" in caplog.text
