@@ -28,6 +28,7 @@ import polars as pl
 from curate import __version__
 from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import sha256_file
+from curate.build_checks import check_not_empty
 from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
 from curate.recipe import Recipe, load_recipe
 from curate.record import conform
@@ -94,8 +95,8 @@ def _check(stage: str, frame: pl.DataFrame, result: StepResult) -> None:
 def _ingest(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Concatenate sources and reject repeats of the same content id (the first occurrence is kept)."""
     frame = pl.concat([conform(f) for f in frames], how="diagonal_relaxed") if frames else None
-    if frame is None or frame.height == 0:
-        raise MedcurateError("the sources produced no rows", hint="check the source files and --limit")
+    if frame is None:
+        raise MedcurateError("the recipe has no sources", hint="add a `sources:` entry")
     first = frame.with_row_index("_row").group_by("id", maintain_order=True).agg(
         pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
         pl.col("source_id").first().alias("_fsid"),
@@ -192,6 +193,8 @@ def run_build(
     estimates: dict[str, Any] = {}
     teacher = None
     for spec in recipe.steps:
+        if frame.height == 0:
+            break  # nothing left: no step (and no teacher call) runs on zero rows; see curate.build_checks
         step = spec.build()
         if dry_run:
             est = step.estimate(frame, ctx)
@@ -284,6 +287,7 @@ def run_build(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    check_not_empty(manifest, stage_rejects, path=final, allow_empty=bool(opts.get("allow_empty")))
     if not out:
         (base / "LATEST.tmp").write_text(final.name + "\n")
         os.replace(base / "LATEST.tmp", base / "LATEST")

@@ -258,3 +258,48 @@ def test_yaml_alias_bomb_is_refused_and_listing_skips_it(work: Path, data_dir: P
     names = [r["name"] for r in list_recipes()]
     assert "hostile" in names and "bomb" not in names
     assert "skipping recipe file" in caplog.text and "bomb.yaml" in caplog.text
+
+
+# --- 8 and 9. curation steps ---------------------------------------------------------------------------------
+
+
+def test_gold_answer_pointing_at_an_empty_option_is_rejected(medqa_train: pl.DataFrame, cur_ctx) -> None:
+    from fixtures_curation import run_step
+
+    rows = medqa_train.head(20)
+    blanked = [None, "   "]  # row 0: the gold option's text is null; row 1: blank
+
+    def blank_gold(i: int, opts: list[dict], answer: str) -> list[dict]:
+        return [{**o, "text": blanked[i]} if o["label"] == answer and i < 2 else o for o in opts]
+
+    rows = rows.with_columns(pl.Series("options", [blank_gold(i, o, a) for i, (o, a) in
+                                                   enumerate(zip(rows["options"].to_list(), rows["answer"], strict=True))],
+                                       dtype=rows.schema["options"]))
+    result = run_step("validate", rows, cur_ctx)
+    rejected = dict(zip(result.rejected["id"], result.rejected["reason"], strict=True))
+    assert rejected == {rows["id"][0]: "answer_option_empty", rows["id"][1]: "answer_option_empty"}
+
+
+def test_one_huge_row_has_bounded_dedup_cost(medqa_train: pl.DataFrame, cur_ctx) -> None:
+    """A 6 MB question (about 1 M words of real MedQA text): the MinHash work for it is capped."""
+    import tracemalloc
+
+    from fixtures_curation import run_step
+
+    from curate.minhash import MAX_SHINGLES, shingles
+    from curate.textnorm import tokenize
+
+    rows = medqa_train.head(200)
+    giant = " ".join(rows["question"].to_list())
+    giant = (giant + " ") * (6_000_000 // len(giant))
+    frame = pl.concat([rows, rows.head(1).with_columns(pl.lit(giant).alias("question"), pl.lit("giant").alias("id"))])
+    sh = shingles(tokenize(pl.Series([giant.lower()])), 5)
+    assert int(sh.offsets[1]) == MAX_SHINGLES
+    tracemalloc.start()
+    try:
+        result = run_step("dedup", frame, cur_ctx)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "giant" in result.kept["id"].to_list()
+    assert peak < 400 * 2**20, f"dedup held {peak / 2**20:.0f} MiB of arrays for one huge row"

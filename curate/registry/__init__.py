@@ -71,8 +71,12 @@ def push(
     repo: str | None = None,
     private: bool = False,
     registry: Registry | None = None,
+    force: bool = False,
 ) -> PushResult:
-    """Publish a build of recipe `name` as version `version` (tag ``v<version>``); never overwrites."""
+    """Publish a build of recipe `name` as version `version` (tag ``v<version>``); never overwrites.
+
+    A build with no rows is refused unless `force` (an empty version is almost always a failed teacher or
+    a source format mismatch, and versions cannot be withdrawn)."""
     tag = version_tag(version)  # validate before touching anything
     if to == "hub" and repo is None and "/" not in name and not os.environ.get("MEDCURATE_ORG"):
         raise RegistryError(f"pushing {name!r} to the Hub needs an owner",
@@ -81,6 +85,9 @@ def push(
     build_dir = Path(build) if build is not None and Path(build).is_dir() else find_build(name, build)
     reg = registry or get_registry(to)
     release = prepare_release(build_dir, f"{org}/{repo_name}", tag, reg.kind)
+    if not release.manifest.get("rows_out") and not force:
+        raise RegistryError(f"build {build_dir} has no rows; refusing to publish an empty version",
+                            hint="see its report.md and rejects/ for why; pass --force to publish it anyway")
     return reg.push(release, private=private)
 
 
