@@ -17,7 +17,7 @@ _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=-]{6,}"), rf"\1\2{MASK}"),
     # key=value / "key": "value" for credential-looking keys
     (re.compile(r"""(?i)((?:api[_-]?key|access[_-]?token|auth[_-]?token|token|secret|password|passwd|authorization|"""
-                r"""x-api-key)["']?\s*[:=]\s*["']?)(?!\*\*\*)[^\s"',;}&]+"""), rf"\1{MASK}"),
+                r"""x-api-key)["']?\s*[:=]\s*["']?)(?!\*\*\*|bearer\b|basic\b)[^\s"',;}&]+"""), rf"\1{MASK}"),
     # well-known token shapes: OpenAI-style sk-..., Hugging Face hf_..., GitHub ghp_..., AWS AKIA...
     (re.compile(r"\b(?:sk-[A-Za-z0-9_-]{8,}|hf_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|AKIA[0-9A-Z]{16})"), MASK),
     # credentials in URLs: scheme://user:pass@host

@@ -303,3 +303,230 @@ def test_one_huge_row_has_bounded_dedup_cost(medqa_train: pl.DataFrame, cur_ctx)
         tracemalloc.stop()
     assert "giant" in result.kept["id"].to_list()
     assert peak < 400 * 2**20, f"dedup held {peak / 2**20:.0f} MiB of arrays for one huge row"
+
+
+# --- 6 and 7, and the teacher's time and size limits -----------------------------------------------------------
+
+SECRET = "sk-live-medcurate-hostile-7c1e2b9d4a"
+
+
+def _cot_recipe(work: Path, *, teacher: str = "{profile: vllm-local, max_retries: 0}") -> None:
+    from curate.resources import recipes_dir
+
+    recipe = (recipes_dir() / "medqa-cot.yaml").read_text().replace("teacher: vllm-local", f"teacher: {teacher}")
+    assert teacher in recipe
+    (work / "recipes").mkdir(exist_ok=True)
+    (work / "recipes" / "medqa-cot.yaml").write_text(recipe)
+
+
+def _build(*args: str):
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    return CliRunner().invoke(app, ["build", "medqa-cot", *args])
+
+
+def test_teacher_error_bodies_are_short_and_redacted(data_dir: Path, work: Path, scripted_server,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from synth.testing import Reply, last_user, oracle
+
+    monkeypatch.setenv("MEDCURATE_TEST_KEY", SECRET)
+    _cot_recipe(work, teacher="{profile: vllm-local, api_key_env: MEDCURATE_TEST_KEY, max_retries: 0}")
+    echo = json.dumps({"error": {"message": f"Invalid key in 'Authorization: Bearer {SECRET}' (also tried "
+                                            "api_key=sk-otherkey12345678)", "headers": {"authorization": SECRET}},
+                       "padding": "x" * 5000})
+
+    def responder(request: dict):
+        if int(hashlib.sha256(last_user(request).encode()).hexdigest(), 16) % 2:
+            return Reply(status=401, error_body=echo)
+        return oracle(request)
+
+    scripted_server.responder = responder
+    result = _build("--source", f"medqa={data_dir}/medqa/train_subset1030.json", "--limit", "8",
+                    "--teacher-url", scripted_server.url, "--teacher-model", "scripted", "-q")
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    build = next((work / "builds" / "medqa-cot").glob("2*"))
+    rejects = pl.read_parquet(build / "rejects" / "cot.parquet")
+    details = rejects.filter(pl.col("reason") == "teacher_error")["detail"].to_list()
+    assert details and all("HTTP 401: Invalid key in 'Authorization: Bearer ***'" in d for d in details)
+    assert all("sk-otherkey" not in d and "padding" not in d and len(d) < 300 for d in details)
+    leaked = [str(p) for p in work.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaked == [] and SECRET not in result.output
+
+
+@pytest.mark.parametrize("garbage", [
+    {"choices": [{}]},
+    {"choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}]},
+    {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Answer: A"}, "finish_reason": None}]},
+])
+def test_garbage_teacher_replies_are_never_cached(tmp_path: Path, garbage: dict) -> None:
+    import asyncio
+
+    from synth.cache import CallCache
+    from synth.client import TeacherClient, TeacherError
+    from synth.config import TeacherProfile
+    from synth.testing import Reply, ScriptedServer
+
+    msgs = [{"role": "user", "content": "Which vitamin deficiency causes scurvy?"}]
+
+    async def ask(profile: TeacherProfile, cache: CallCache):
+        async with TeacherClient(profile, cache) as client:
+            return await client.chat(msgs, {"seed": 1}, template="t@1")
+
+    with ScriptedServer(lambda req: Reply("x", extra=garbage)) as srv:
+        profile = TeacherProfile(model="scripted", urls=[srv.url], max_retries=1, backoff_base_s=0.01)
+        cache = CallCache(tmp_path / "calls.sqlite")
+        with pytest.raises(TeacherError, match="invalid completion"):
+            asyncio.run(ask(profile, cache))
+        assert len(cache) == 0
+        srv.responder = lambda req: Reply("Vitamin C.")
+        assert asyncio.run(ask(profile, cache)).text == "Vitamin C."  # the healthy server was asked
+        assert len(cache) == 1
+
+
+def test_a_bad_body_cached_by_an_older_version_is_a_miss(tmp_path: Path) -> None:
+    import asyncio
+
+    from synth.cache import CallCache
+    from synth.client import TeacherClient
+    from synth.config import TeacherProfile
+    from synth.testing import Reply, ScriptedServer
+
+    msgs = [{"role": "user", "content": "Q"}]
+    with ScriptedServer(lambda req: Reply("A real answer.")) as srv:
+        profile = TeacherProfile(model="scripted", urls=[srv.url], max_retries=0)
+        cache = CallCache(tmp_path / "calls.sqlite")
+        client = TeacherClient(profile, cache)
+        cache.put(client.key(msgs, {}, "t@1"), model="scripted", template="t@1", request={}, response={"choices": [{}]})
+
+        async def ask():
+            async with client:
+                return await client.chat(msgs, {}, template="t@1")
+
+        assert asyncio.run(ask()).text == "A real answer."
+        assert len(srv.log) == 1
+
+
+def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path) -> None:
+    """A server that sends headers and then stops: the call fails after read_timeout_s, not timeout_s."""
+    import asyncio
+    import socket
+    import threading
+
+    from synth.client import TeacherClient, TeacherError
+    from synth.config import TeacherProfile
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            request = conn.recv(65536)
+            if request.startswith(b"GET"):
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                conn.close()
+                continue
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"ch")
+            stop.wait(30)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    profile = TeacherProfile(model="m", urls=[url], max_retries=0, timeout_s=25, read_timeout_s=0.5)
+
+    async def ask():
+        async with TeacherClient(profile) as client:
+            await client.chat([{"role": "user", "content": "Q"}], {}, template="t@1")
+
+    try:
+        with pytest.raises(TeacherError, match=r"stalled: no bytes for 0\.5s"):
+            asyncio.run(ask())
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_oversized_teacher_response_is_refused(tmp_path: Path) -> None:
+    import asyncio
+
+    from synth.client import TeacherClient, TeacherError
+    from synth.config import TeacherProfile
+    from synth.testing import Reply, ScriptedServer
+
+    with ScriptedServer(lambda req: Reply("x" * (3 << 20))) as srv:
+        profile = TeacherProfile(model="scripted", urls=[srv.url], max_retries=2, max_response_bytes=1 << 20)
+
+        async def ask():
+            async with TeacherClient(profile) as client:
+                try:
+                    await client.chat([{"role": "user", "content": "Q"}], {}, template="t@1")
+                finally:
+                    ask.stats = client.stats
+
+        with pytest.raises(TeacherError, match="exceeds max_response_bytes=1048576"):
+            asyncio.run(ask())
+        assert len(srv.log) == 1 and ask.stats.errors == {"oversized_body": 1}  # not retried
+
+
+# --- empty results: failed teacher, all-rejected source, push of an empty build --------------------------------
+
+
+def test_build_whose_teacher_failed_on_every_call_fails_unless_allowed(data_dir: Path, work: Path,
+                                                                       scripted_server) -> None:
+    from synth.testing import Reply
+
+    _cot_recipe(work)
+    scripted_server.responder = lambda req: Reply("Answer: A", delay=2.0)
+    args = ("--source", f"medqa={data_dir}/medqa/train_subset1030.json", "--limit", "4",
+            "--teacher-url", scripted_server.url, "--teacher-model", "scripted", "--teacher-timeout", "0.3", "-q")
+    result = _build(*args)
+    assert result.exit_code == 1, result.output
+    assert "teacher failed on every call" in str(result.exception) and "no answer within 0.3s" in str(result.exception)
+    assert not (work / "builds" / "medqa-cot" / "LATEST").exists()
+    with pytest.raises(MedcurateError, match="no build of"):
+        registry.push("medqa-cot", "1.0.0")
+    allowed = _build(*args, "--allow-empty")
+    assert allowed.exit_code == 0, allowed.output
+    assert (work / "builds" / "medqa-cot" / "LATEST").is_file()
+    with pytest.raises(MedcurateError, match="no rows; refusing to publish"):
+        registry.push("medqa-cot", "1.0.0")
+    assert registry.push("medqa-cot", "1.0.0", force=True).tag == "v1.0.0"
+
+
+def test_source_whose_every_row_is_rejected_keeps_its_rejects_and_says_why(work: Path, data_dir: Path) -> None:
+    from curate.build import find_build, run_build
+    from curate.build_checks import EmptyBuildError
+
+    rows = [json.loads(line) for line in (data_dir / "medqa" / "test.jsonl").read_text().splitlines()[:6]]
+    src = work / "answers_as_text.jsonl"
+    src.write_text("".join(json.dumps({"q": r["question"], "opts": r["options"], "gold": r["answer"]}) + "\n"
+                           for r in rows))  # the gold answer is the option text, but the recipe says "label"
+    recipe = work / "recipes" / "mismatch.yaml"
+    recipe.parent.mkdir(exist_ok=True)
+    recipe.write_text(f"""name: mismatch
+description: answer format mismatch
+license: mit
+sources:
+  - name: mine
+    format: generic
+    path: {src}
+    columns: {{question: q, options: opts, answer: gold, answer_format: label}}
+steps:
+  - validate: {{}}
+""")
+    with pytest.raises(EmptyBuildError) as info:
+        run_build(str(recipe))
+    message = str(info.value)
+    assert f"source 'mine' ({src.name}" in message or f"source 'mine' ({src}" in message
+    assert "all 6 rows rejected" in message and "row 1:" in message
+    build = next((work / "builds" / "mismatch").glob("2*"))
+    rejected = pl.read_parquet(build / "rejects" / "source-mine.parquet")
+    assert rejected.height == 6 and f"builds/mismatch/{build.name}" in message
+    with pytest.raises(MedcurateError, match="no build of"):
+        find_build("mismatch")
