@@ -55,7 +55,7 @@ def check_completion(body: Any) -> None:
         text = msg.get("content") if isinstance(msg, dict) else None
         if text is None:
             text = ch.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not text:
             raise ValueError(f"choice {i} has no text (content {type(text).__name__})")
         if ch.get("finish_reason") not in FINISH_REASONS:
             raise ValueError(f"choice {i} has finish_reason {str(ch.get('finish_reason'))[:20]!r}, not a completed one")
