@@ -26,9 +26,9 @@ from typing import Any
 import polars as pl
 
 from curate import __version__
+from curate.build_checks import check_not_empty
 from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import sha256_file
-from curate.build_checks import check_not_empty
 from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
 from curate.recipe import Recipe, load_recipe
 from curate.record import conform

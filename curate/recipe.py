@@ -15,7 +15,6 @@ from curate.errors import RecipeError
 from curate.resources import recipes_dir
 from curate.steps import Step, get_step
 
-
 log = logging.getLogger("medcurate.recipe")
 
 #: Recipe and source names become folder and file names (builds/<name>/, rejects/source-<name>.parquet) and
