@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from curate import __version__
-from curate.build_checks import check_not_empty
+from curate.build_checks import check_not_empty, warn_emptied_sources
 from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import sha256_file
 from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
@@ -180,6 +180,7 @@ def run_build(
         if on_stage:
             on_stage(f"source {spec.name}", info)
 
+    warn_emptied_sources(source_infos, stage_rejects)
     frame, dup = _ingest(frames)
     rows_in = sum(s["rows"] for s in source_infos)
     steps_meta = [{"name": INGEST, "rows_in": frame.height + dup.height, "rows_kept": frame.height,

@@ -10,6 +10,7 @@ was, and the error names each stage that emptied the data with its reason counts
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import polars as pl
 
 from curate.errors import MedcurateError
 from curate.redact import short_reason
+
+log = logging.getLogger("medcurate.build")
 
 #: How many reasons and example rows the error shows per stage.
 TOP_REASONS, EXAMPLES = 3, 3
@@ -39,13 +42,26 @@ def _stage_lines(name: str, what: str, rejected: pl.DataFrame, reasons: dict[str
     return [f"  {what} {name}: all {rejected.height} rows rejected ({top}); e.g.", *_examples(rejected)]
 
 
-def explain_empty(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame]) -> list[str]:
-    """Lines naming each source file and step that removed every row it received, with reasons and examples."""
+def emptied_sources(sources: list[dict[str, Any]], rejects: dict[str, pl.DataFrame]) -> list[str]:
+    """Lines naming each source file whose every row was rejected, with reason counts and example rows."""
     lines: list[str] = []
-    for src in manifest.get("sources") or []:
+    for src in sources:
         rej = rejects.get(f"source-{src['name']}")
         if src.get("rows") and not src.get("rows_kept") and rej is not None:
             lines += _stage_lines(f"{src['name']!r} ({src.get('uri')})", "source", rej, src.get("reasons") or {})
+    return lines
+
+
+def warn_emptied_sources(sources: list[dict[str, Any]], rejects: dict[str, pl.DataFrame]) -> None:
+    """Log a warning for a source that lost every row while other sources kept theirs (the build goes on)."""
+    lines = emptied_sources(sources, rejects)
+    if lines and any(s.get("rows_kept") for s in sources):
+        log.warning("a source lost every row (see rejects/):\n%s", "\n".join(lines))
+
+
+def explain_empty(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame]) -> list[str]:
+    """Lines naming each source file and step that removed every row it received, with reasons and examples."""
+    lines = emptied_sources(manifest.get("sources") or [], rejects)
     for step in manifest.get("steps") or []:
         rej = rejects.get(step["name"])
         if step["rows_in"] and not step["rows_kept"] and rej is not None:

@@ -530,3 +530,32 @@ steps:
     assert rejected.height == 6 and f"builds/mismatch/{build.name}" in message
     with pytest.raises(MedcurateError, match="no build of"):
         find_build("mismatch")
+
+
+def test_a_source_that_loses_every_row_beside_a_good_one_is_named(work: Path, data_dir: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from curate.build import run_build
+
+    src = work / "bad.jsonl"
+    src.write_text("".join(json.dumps({"q": f"Question {i}?", "opts": {"A": "x", "B": "y"}, "gold": "yes"}) + "\n"
+                           for i in range(4)))
+    recipe = work / "recipes" / "mixed.yaml"
+    recipe.parent.mkdir(exist_ok=True)
+    recipe.write_text(f"""name: mixed
+description: one good source, one that loses every row
+license: mit
+sources:
+  - name: medqa
+    format: medqa
+    path: {data_dir / 'medqa' / 'train_subset1030.json'}
+  - name: bad
+    format: generic
+    path: {src}
+    columns: {{question: q, options: opts, answer: gold, answer_format: label}}
+steps:
+  - validate: {{}}
+""")
+    result = run_build(str(recipe), limit=5)
+    assert result.manifest["rows_out"] == 5
+    assert pl.read_parquet(result.path / "rejects" / "source-bad.parquet").height == 4
+    assert f"source 'bad' ({src}" in caplog.text and "all 4 rows rejected" in caplog.text
