@@ -78,6 +78,9 @@ def check_not_empty(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame], 
     """Raise EmptyBuildError when the build has no rows out, unless `allow_empty`."""
     if manifest.get("rows_out") or allow_empty:
         return
+    if not manifest.get("rows_in"):
+        raise EmptyBuildError("the sources produced no rows", hint=f"check the source files and --limit (the "
+                              f"empty build is in {path}; LATEST was not moved), or pass --allow-empty")
     lines = explain_empty(manifest, rejects) or ["  (no single stage removed every row)"]
     raise EmptyBuildError(
         f"the build produced no rows ({manifest.get('rows_in', 0)} rows in, all rejected):\n" + "\n".join(lines),
