@@ -26,8 +26,10 @@ from typing import Any
 import polars as pl
 
 from curate import __version__
+from curate.build_checks import check_not_empty, warn_emptied_sources
 from curate.errors import MedcurateError, ReconciliationError
-from curate.fsutil import pid_alive, sha256_file
+from curate.fsutil import sha256_file
+from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
 from curate.recipe import Recipe, load_recipe
 from curate.record import conform
 from curate.report import render_report
@@ -93,8 +95,8 @@ def _check(stage: str, frame: pl.DataFrame, result: StepResult) -> None:
 def _ingest(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Concatenate sources and reject repeats of the same content id (the first occurrence is kept)."""
     frame = pl.concat([conform(f) for f in frames], how="diagonal_relaxed") if frames else None
-    if frame is None or frame.height == 0:
-        raise MedcurateError("the sources produced no rows", hint="check the source files and --limit")
+    if frame is None:
+        raise MedcurateError("the recipe has no sources", hint="add a `sources:` entry")
     first = frame.with_row_index("_row").group_by("id", maintain_order=True).agg(
         pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
         pl.col("source_id").first().alias("_fsid"),
@@ -112,14 +114,6 @@ def _ingest(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
 def _build_id(recipe_sha: str, sources: list[dict[str, Any]], limit: int | None) -> str:
     h = hashlib.sha256(json.dumps([recipe_sha, [s.get("sha256") for s in sources], limit]).encode()).hexdigest()
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{h[:8]}"
-
-
-def _clean_stale_tmp(base: Path) -> None:
-    """Remove temporary folders left by killed builds (their owner pid is gone)."""
-    for tmp in base.glob(".tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_shards(frame: pl.DataFrame, data_dir: Path, split: str, max_rows: int) -> list[Path]:
@@ -149,6 +143,8 @@ def run_build(
 ) -> BuildResult:
     """Run a recipe end to end. `progress(description, total) -> advance(n)` wires progress bars."""
     recipe, recipe_path, recipe_sha = load_recipe(recipe_ref)
+    if out is not None and not dry_run:
+        check_out_dir(out)  # before any source is read or teacher called
     overrides = dict(source_overrides or {})
     unknown = set(overrides) - {s.name for s in recipe.sources}
     if unknown:
@@ -184,6 +180,7 @@ def run_build(
         if on_stage:
             on_stage(f"source {spec.name}", info)
 
+    warn_emptied_sources(source_infos, stage_rejects)
     frame, dup = _ingest(frames)
     rows_in = sum(s["rows"] for s in source_infos)
     steps_meta = [{"name": INGEST, "rows_in": frame.height + dup.height, "rows_kept": frame.height,
@@ -197,6 +194,8 @@ def run_build(
     estimates: dict[str, Any] = {}
     teacher = None
     for spec in recipe.steps:
+        if frame.height == 0:
+            break  # nothing left: no step (and no teacher call) runs on zero rows; see curate.build_checks
         step = spec.build()
         if dry_run:
             est = step.estimate(frame, ctx)
@@ -248,19 +247,15 @@ def run_build(
     # 3. write to a temporary folder, rename when complete
     build_id = _build_id(recipe_sha, source_infos, limit)
     if out:
-        final = Path(out)
-        if final.exists() and any(final.iterdir()):
-            raise MedcurateError(f"output folder {final} exists and is not empty", hint="choose another --out")
+        final = check_out_dir(out)
     else:
         final, n = base / build_id, 1
         while final.exists() or list(base.glob(f".tmp-{final.name}-*")):  # two builds in the same second
             n += 1
             final = base / f"{build_id}.{n}"
     final.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale_tmp(final.parent)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    clean_stale_tmp(final.parent)
+    tmp = make_tmp(final)
     try:
         files = _write_shards(frame, tmp / "data", recipe.output.split, recipe.output.max_rows_per_shard)
         for stage, rej in stage_rejects.items():
@@ -289,10 +284,11 @@ def run_build(
             from curate.card import render_dataset_card
 
             (tmp / "README.md").write_text(render_dataset_card(manifest, tmp), encoding="utf-8")
-        os.replace(tmp, final)
+        finish_tmp(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    check_not_empty(manifest, stage_rejects, path=final, allow_empty=bool(opts.get("allow_empty")))
     if not out:
         (base / "LATEST.tmp").write_text(final.name + "\n")
         os.replace(base / "LATEST.tmp", base / "LATEST")

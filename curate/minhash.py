@@ -38,16 +38,38 @@ class Shingles:
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
 
-def shingles(tokens: Tokens, n: int) -> Shingles:
+#: Most shingles one document keeps (issue 10). `signatures` works on whole documents, so one 10 MB question
+#: (1.7 M shingles) cost 1.7 M x 128 permutations x 12 bytes = 3 GB; capped, a document costs at most
+#: 20 000 x 128 x 12 = 31 MB. A document over the cap keeps its 20 000 smallest distinct shingle hashes (a
+#: bottom-k sample with one hash function for all documents, so near-duplicate giants keep near-equal
+#: samples); documents under the cap (~20 000 words, every row of our real sources) are unchanged.
+MAX_SHINGLES = 20_000
+
+
+def shingles(tokens: Tokens, n: int, *, cap: int = MAX_SHINGLES) -> Shingles:
     """Word n-gram hashes per document (documents shorter than n give one whole-text shingle).
 
-    Repeats are kept (the MinHash minimum ignores them; `exact_jaccard` makes sets of the few candidates)."""
+    Repeats are kept (the MinHash minimum ignores them; `exact_jaccard` makes sets of the few candidates).
+    A document with more than `cap` shingles keeps only its `cap` smallest distinct hashes (see MAX_SHINGLES)."""
     docs, hashes = ngram_hashes(tokens, n, short="whole")
     n_docs = tokens.offsets.shape[0] - 1
     order = np.argsort(docs, kind="stable")  # already nearly sorted: long n-grams come in document order
     docs, hashes = docs[order], hashes[order]
+    counts = np.bincount(docs, minlength=n_docs)
+    big = np.nonzero(counts > cap)[0]
+    if big.size:  # rare: rebuild only the giant documents' slices
+        starts = np.zeros(n_docs + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        parts, last = [], 0
+        for d in big.tolist():
+            parts.append(hashes[last : starts[d]])
+            parts.append(np.unique(hashes[starts[d] : starts[d + 1]])[:cap])
+            counts[d] = parts[-1].shape[0]
+            last = starts[d + 1]
+        parts.append(hashes[last:])
+        hashes = np.concatenate(parts)
     offsets = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(np.bincount(docs, minlength=n_docs), out=offsets[1:])
+    np.cumsum(counts, out=offsets[1:])
     return Shingles(hashes, offsets)
 
 

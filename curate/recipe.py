@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +14,63 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from curate.errors import RecipeError
 from curate.resources import recipes_dir
 from curate.steps import Step, get_step
+
+log = logging.getLogger("medcurate.recipe")
+
+#: Recipe and source names become folder and file names (builds/<name>/, rejects/source-<name>.parquet) and
+#: registry names: the registry's character set, so no separator, no `..`, never empty.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+#: A recipe expands to at most this many YAML nodes once aliases are followed. Our largest recipe has ~200;
+#: a 9-level "billion laughs" alias bomb has 10^9 and used to hang `curate recipes` (issue 10).
+MAX_YAML_NODES = 100_000
+
+
+def safe_name(value: str) -> str:
+    if not SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(f"{value!r} is not a safe name: use 1-96 letters, digits, '.', '_' or '-', starting with "
+                         "a letter or digit (no '/', no '..')")
+    return value
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int], open_: set[int]) -> int:
+    """How many nodes `node` stands for once every alias is expanded (shared nodes counted per use)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in open_:
+        raise ValueError("a YAML alias refers to itself (recursive structure)")
+    open_.add(key)
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_nodes(c, memo, open_) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_nodes(k, memo, open_) + _expanded_nodes(v, memo, open_) for k, v in node.value)
+    else:
+        size = 1
+    open_.discard(key)
+    memo[key] = size
+    return size
+
+
+def load_yaml(text: str | bytes, origin: str) -> Any:
+    """`yaml.safe_load` that refuses documents whose aliases expand past MAX_YAML_NODES (alias bombs),
+    recursive aliases and nesting too deep to parse; every failure is a RecipeError naming `origin`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_nodes(node, {}, set())
+        if size > MAX_YAML_NODES:
+            raise RecipeError(f"{origin}: YAML aliases expand to {size:,} nodes (limit {MAX_YAML_NODES:,})",
+                              hint="a recipe this large is almost certainly an alias bomb; write it out plainly")
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{origin}: not valid YAML: {err}") from None
+    except (ValueError, RecursionError) as err:
+        raise RecipeError(f"{origin}: unusable YAML: {err if isinstance(err, ValueError) else 'nested too deeply'}"
+                          ) from None
+    finally:
+        loader.dispose()
 
 
 class _Strict(BaseModel):
@@ -45,6 +104,11 @@ class SourceSpec(_Strict):
     columns: ColumnMap | None = None
     license: str | None = None
     weight: float = 1.0
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return safe_name(value)
 
     @model_validator(mode="after")
     def _where(self) -> SourceSpec:
@@ -91,6 +155,11 @@ class Recipe(_Strict):
     steps: list[StepSpec]
     teacher: str | dict[str, Any] | None = None  # profile name under recipes/teachers/ or inline profile
     output: OutputSpec = Field(default_factory=OutputSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        return safe_name(value)
 
     @field_validator("steps", mode="before")
     @classmethod
@@ -176,10 +245,7 @@ def load_recipe(name_or_path: str) -> tuple[Recipe, Path, str]:
     """Load and validate a recipe. Returns (recipe, path, sha256 of the file bytes)."""
     path = find_recipe(name_or_path)
     raw = path.read_bytes()
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    data = load_yaml(raw, str(path))
     return validate_recipe(data, origin=str(path)), path, hashlib.sha256(raw).hexdigest()
 
 
@@ -191,8 +257,11 @@ def list_recipes() -> list[dict[str, str]]:
             continue
         for f in sorted(folder.glob("*.yaml")):
             try:
-                data = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError:
-                data = {}
+                data = load_yaml(f.read_bytes(), str(f)) or {}
+                if not isinstance(data, dict):
+                    raise RecipeError(f"{f}: a recipe must be a YAML mapping")
+            except (RecipeError, OSError) as err:
+                log.warning("skipping recipe file %s: %s", f, err)
+                continue
             seen[f.stem] = {"name": f.stem, "description": str(data.get("description", "")).strip(), "path": str(f)}
     return sorted(seen.values(), key=lambda r: r["name"])

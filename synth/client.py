@@ -29,20 +29,68 @@ import aiohttp
 import orjson
 
 from curate.errors import MedcurateError
+from curate.redact import redact_text, short_reason
 from synth.cache import CallCache, call_key
 from synth.config import TeacherProfile
 
 T = TypeVar("T")
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529}
+#: finish_reason values of a completed generation (OpenAI, vLLM, SGLang, TGI, transformers serve).
+FINISH_REASONS = frozenset({"stop", "length", "eos", "eos_token", "stop_sequence", "end_turn", "tool_calls",
+                            "function_call", "content_filter"})
+
+
+def check_completion(body: Any) -> None:
+    """ValueError unless `body` is a usable chat completion: every choice has non-empty text and a known
+    finish_reason. Only such bodies are returned or cached (issue 10: `{"choices":[{}]}` and a null
+    `content` used to be cached as successes and served to every later run)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise ValueError("response has no `choices`")
+    for i, ch in enumerate(choices):
+        if not isinstance(ch, dict):
+            raise ValueError(f"choice {i} is not an object")
+        msg = ch.get("message")
+        text = msg.get("content") if isinstance(msg, dict) else None
+        if text is None:
+            text = ch.get("text")
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"choice {i} has no text (content {type(text).__name__})")
+        if ch.get("finish_reason") not in FINISH_REASONS:
+            raise ValueError(f"choice {i} has finish_reason {str(ch.get('finish_reason'))[:20]!r}, not a completed one")
+
+
+def usable(body: Any) -> bool:
+    try:
+        check_completion(body)
+    except ValueError:
+        return False
+    return True
+
+
+def _error_reason(raw: bytes) -> str:
+    """The server's own short reason from an error body (`error.message`, `message`, `detail`), else its text."""
+    text = raw[:4096].decode("utf-8", "replace")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return text
+    if isinstance(body, dict):
+        err = body.get("error")
+        for cand in (err.get("message") if isinstance(err, dict) else err, body.get("message"), body.get("detail")):
+            if isinstance(cand, str) and cand.strip():
+                return cand
+    return text
 
 
 class TeacherError(Exception):
     """A call that failed for good (retries exhausted or a non-retryable answer)."""
 
-    def __init__(self, detail: str, attempts: int):
+    def __init__(self, detail: str, attempts: int, reason: str = "http_4xx"):
         self.detail = detail
         self.attempts = attempts
+        self.reason = reason
         super().__init__(detail)
 
     def __str__(self) -> str:
@@ -161,6 +209,7 @@ class TeacherClient:
         self._ready: asyncio.Task[None] | None = None
         self._headers = {"Content-Type": "application/json"}
         key = profile.api_key()
+        self._secrets = (key,) if key else ()
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
 
@@ -192,7 +241,7 @@ class TeacherClient:
         key = call_key(self.profile.model, params, messages, template)
         if self.cache is not None:
             hit = self.cache.get(key)
-            if hit is not None:
+            if hit is not None and usable(hit):  # a bad body cached by an older version is a miss
                 self.stats.cache_hits += 1
                 return Completion.from_body(hit, cached=True)
         if self._ready is None:
@@ -303,36 +352,60 @@ class TeacherClient:
                 await asyncio.sleep(wait)
             except TeacherError as err:
                 self.stats.failures += 1
-                self.stats.errors["http_4xx"] = self.stats.errors.get("http_4xx", 0) + 1
+                self.stats.errors[err.reason] = self.stats.errors.get(err.reason, 0) + 1
                 err.detail = f"{err.detail} from {_label(url)}"
                 err.attempts = attempt + 1
                 raise
         self.stats.failures += 1
-        raise TeacherError(f"retries exhausted; last error: {last}", p.max_retries + 1)
+        raise TeacherError(f"retries exhausted; last error: {last}", p.max_retries + 1, "retries_exhausted")
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, failing when it stalls for `read_timeout_s` (a trickling or stuck server) or grows past
+        `max_response_bytes` (a reply no chat completion needs; it would otherwise be held in memory)."""
+        p = self.profile
+        cap = p.max_response_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise TeacherError(f"response of {resp.content_length} bytes exceeds max_response_bytes={cap}", 1,
+                               "oversized_body")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(resp.content.readany(), p.read_timeout_s)
+            except TimeoutError:
+                raise _Retry("read_timeout", f"response body stalled: no bytes for {p.read_timeout_s:g}s") from None
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > cap:
+                raise TeacherError(f"response exceeds max_response_bytes={cap}", 1, "oversized_body")
+            chunks.append(chunk)
 
     async def _once(self, url: str, data: bytes) -> dict[str, Any]:
         assert self._session is not None
         try:
             async with self._session.post(url, data=data) as resp:
-                raw = await resp.read()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+                raw = await self._read_body(resp)
         except TimeoutError:
             raise _Retry("timeout", f"no answer within {self.profile.timeout_s:g}s") from None
         except aiohttp.ClientPayloadError as err:
             raise _Retry("truncated_body", f"truncated response body ({type(err).__name__})") from None
         except (aiohttp.ClientError, OSError) as err:
-            raise _Retry("connection", f"connection error ({type(err).__name__}: {err})") from None
+            raise _Retry("connection", f"connection error ({type(err).__name__}: "
+                         f"{short_reason(redact_text(str(err), self._secrets), 120)})") from None
         if status != 200:
-            snippet = raw[:200].decode("utf-8", "replace").replace("\n", " ")
+            # status + the server's short reason, credentials masked: error bodies may echo the request headers
+            reason = short_reason(redact_text(_error_reason(raw), self._secrets), 120)
             if status in _RETRY_STATUS:
-                raise _Retry(f"http_{status}", f"HTTP {status}: {snippet}", _retry_after(retry_after))
-            raise TeacherError(f"HTTP {status}: {snippet}", 1)
+                raise _Retry(f"http_{status}", f"HTTP {status}: {reason}", _retry_after(retry_after))
+            raise TeacherError(f"HTTP {status}: {reason}", 1)
         try:
             body = orjson.loads(raw)
-            Completion.from_body(body)
+            check_completion(body)
         except (orjson.JSONDecodeError, ValueError, AttributeError, TypeError) as err:
-            raise _Retry("invalid_body", f"invalid JSON body ({len(raw)} bytes: {err})") from None
+            raise _Retry("invalid_body", f"invalid completion body ({len(raw)} bytes: {err})") from None
         return body
 
 

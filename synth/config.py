@@ -31,6 +31,11 @@ class TeacherProfile(BaseModel):
     max_concurrency: int = Field(default=256, gt=0, description="requests in flight over all endpoints")
     timeout_s: float = Field(default=600.0, gt=0, description="per-request timeout")
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=60.0, gt=0, description=(
+        "max seconds between two reads of a response body once it has started (a stalled or trickling server); "
+        "the wait for the first byte is bounded by timeout_s, so long generations are not cut"))
+    max_response_bytes: int = Field(default=16 << 20, gt=0, description=(
+        "largest response body accepted (16 MiB: ~100x a 4k-token completion with n=8); larger is a failure"))
     max_retries: int = Field(default=6, ge=0, description="retries after the first try (429/5xx/network/bad body)")
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=30.0, ge=0)
@@ -128,7 +133,9 @@ def load_profile_file(name_or_path: str) -> dict[str, Any]:
     )
 
 
-_OVERRIDE_KEYS = {"teacher_url": "urls", "teacher_model": "model", "url": "urls"}
+_OVERRIDE_KEYS = {"teacher_url": "urls", "teacher_model": "model", "url": "urls", "teacher_timeout": "timeout_s"}
+#: Build options (CLI flags) that override the teacher profile of every teacher step.
+CLI_OVERRIDES = ("teacher_url", "teacher_model", "teacher_timeout")
 
 
 def resolve_teacher(ref: str | dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> TeacherProfile:

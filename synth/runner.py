@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 from curate.steps.base import BuildContext, StepParams
 from synth.cache import CACHE_FILE, CallCache
 from synth.client import TeacherClient, run_sync
-from synth.config import TeacherProfile, resolve_teacher
+from synth.config import CLI_OVERRIDES, TeacherProfile, resolve_teacher
 
 R = TypeVar("R")
 
@@ -50,7 +50,7 @@ def profile_for(params: TeacherStepParams, ctx: BuildContext) -> TeacherProfile:
     ref = params.teacher
     if ref is None and ctx.recipe is not None:
         ref = getattr(ctx.recipe, "teacher", None)
-    overrides = {k: ctx.options.get(k) for k in ("teacher_url", "teacher_model")}
+    overrides = {k: ctx.options.get(k) for k in CLI_OVERRIDES}
     return resolve_teacher(ref, overrides)
 
 

@@ -42,6 +42,7 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    error_body: str | None = None  # body of a non-200 reply (default: a short scripted error)
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -246,7 +247,7 @@ class ScriptedServer:
             assert reply is None or reply.status == 200 or fault is None
             if reply is not None and reply.status != 200:
                 entry["status"] = reply.status
-                self._send(writer, reply.status, b'{"error":{"message":"scripted status"}}')
+                self._send(writer, reply.status, (reply.error_body or '{"error":{"message":"scripted status"}}').encode())
                 await writer.drain()
                 return True
             data = orjson.dumps(self._completion(body, reply or Reply("Answer: A")))

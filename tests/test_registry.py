@@ -104,12 +104,11 @@ def test_push_pull_load_roundtrip(work: Path, versions_built: dict[str, Path]) -
         "train": 250, "validation": 50}
     built_manifest = json.loads((versions_built["v1"] / "manifest.json").read_text())
     assert out.manifest["output"] == built_manifest["output"]
-    # the unchanged validation shard is stored once (hard link), the changed train shard twice
+    # each version holds its own read-only copy (no hard links: an edit of one cannot reach another; issue 10)
     commits = LocalRegistry().repo_dir("local/medqa-sft") / "commits"
-    inode = {(c, s): (commits / c / "data" / f"{s}-00000-of-00001.parquet").stat().st_ino
-             for c in (r1.commit, r2.commit) for s in ("train", "validation")}
-    assert inode[r1.commit, "validation"] == inode[r2.commit, "validation"]
-    assert inode[r1.commit, "train"] != inode[r2.commit, "train"]
+    stored = [commits / c / "data" / "validation-00000-of-00001.parquet" for c in (r1.commit, r2.commit)]
+    assert stored[0].stat().st_ino != stored[1].stat().st_ino
+    assert all(p.stat().st_mode & 0o222 == 0 for p in stored)
 
 
 def built_first_options(build: Path) -> list[dict]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curate.build import find_build
+from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
 from curate.registry.base import (
     IntegrityError,
     NotFound,
@@ -70,8 +71,12 @@ def push(
     repo: str | None = None,
     private: bool = False,
     registry: Registry | None = None,
+    force: bool = False,
 ) -> PushResult:
-    """Publish a build of recipe `name` as version `version` (tag ``v<version>``); never overwrites."""
+    """Publish a build of recipe `name` as version `version` (tag ``v<version>``); never overwrites.
+
+    A build with no rows is refused unless `force` (an empty version is almost always a failed teacher or
+    a source format mismatch, and versions cannot be withdrawn)."""
     tag = version_tag(version)  # validate before touching anything
     if to == "hub" and repo is None and "/" not in name and not os.environ.get("MEDCURATE_ORG"):
         raise RegistryError(f"pushing {name!r} to the Hub needs an owner",
@@ -80,27 +85,40 @@ def push(
     build_dir = Path(build) if build is not None and Path(build).is_dir() else find_build(name, build)
     reg = registry or get_registry(to)
     release = prepare_release(build_dir, f"{org}/{repo_name}", tag, reg.kind)
+    if not release.manifest.get("rows_out") and not force:
+        raise RegistryError(f"build {build_dir} has no rows; refusing to publish an empty version",
+                            hint="see its report.md and rejects/ for why; pass --force to publish it anyway")
     return reg.push(release, private=private)
 
 
 def pull(ref: str, *, out: str | Path | None = None, backend: Backend | None = None) -> Snapshot:
-    """Fetch and verify a version; with `out`, copy its files (README.md, manifest.json, data/) there."""
+    """Fetch and verify a version; with `out`, copy its files (README.md, manifest.json, data/) there.
+
+    Both backends treat `out` alike: refused unless new or empty (checked before anything is fetched), the
+    version lands in a marked temporary folder next to it and is renamed into place only once verified, so a
+    failed pull leaves `out` as it was."""
     r = parse_ref(ref)
+    dest = check_out_dir(out) if out is not None else None
     reg = _pick(r.repo_id, backend)
-    if out is not None and reg.kind == "hub":
-        return reg.fetch(r.repo_id, r.revision, out=Path(out))  # type: ignore[call-arg]
-    snap = reg.fetch(r.repo_id, r.revision)
-    if out is None:
-        return snap
-    dest = Path(out)
-    if dest.exists() and any(dest.iterdir()):
-        raise RegistryError(f"output folder {dest} is not empty", hint="pass an empty or new --out folder")
-    tmp = dest.with_name(f".{dest.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(snap.path, tmp, ignore=shutil.ignore_patterns(".*"))
-    if dest.exists():
-        dest.rmdir()
-    tmp.rename(dest)
+    if dest is None:
+        return reg.fetch(r.repo_id, r.revision)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(dest.parent)
+    tmp = make_tmp(dest)
+    try:
+        if reg.kind == "hub":
+            snap = reg.fetch(r.repo_id, r.revision, out=tmp)  # type: ignore[call-arg]
+            shutil.rmtree(tmp / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
+        else:
+            snap = reg.fetch(r.repo_id, r.revision)
+            shutil.copytree(snap.path, tmp, ignore=shutil.ignore_patterns(".*"), dirs_exist_ok=True,
+                            copy_function=shutil.copyfile)  # the user's copy is writable; the stored one is not
+        if dest.exists():
+            dest.rmdir()
+        finish_tmp(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return Snapshot(snap.repo_id, snap.revision, snap.commit, dest)
 
 

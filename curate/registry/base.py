@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -13,7 +14,7 @@ from typing import Any, Protocol
 
 from curate.card import redact, render_dataset_card, split_files
 from curate.errors import InputError, MedcurateError
-from curate.fsutil import sha256_file  # noqa: F401 - re-exported
+from curate.fsutil import inside, sha256_file  # noqa: F401 - re-exported
 from curate.registry.refs import version_tag
 
 MANIFEST = "manifest.json"
@@ -37,6 +38,33 @@ class IntegrityError(RegistryError):
     """A file's bytes do not match the content hash recorded when it was published."""
 
 
+def member(folder: Path, rel: str, *, what: str) -> Path:
+    """``folder / rel`` for a path read from a manifest or commit file; IntegrityError when it would leave
+    ``folder`` (absolute, ``..``, a symlink out). Every registry path from outside goes through here."""
+    try:
+        return inside(folder, rel, what="file")
+    except ValueError as err:
+        raise IntegrityError(f"{what}: {err}; refusing a version whose files are not inside it",
+                             hint="this build or repo was crafted or damaged: do not use it") from None
+
+
+def read_json(path: Path, *, what: str) -> Any:
+    """A JSON file the registry wrote (manifest, ref, commit metadata); a clear error naming it otherwise."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntegrityError(f"{what}: {path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise IntegrityError(f"{what}: {path} is not readable JSON ({type(err).__name__}: {err})",
+                             hint="the stored file is damaged; restore it from a backup or remove it") from None
+
+
+def output_digest(file_sha256: list[str]) -> str:
+    """``manifest.output.sha256``: sha256 over the data files' sha256 digests, in ``output.files`` order."""
+    total = hashlib.sha256()
+    for sha in file_sha256:
+        total.update(bytes.fromhex(sha))
+    return total.hexdigest()
 
 
 def now_iso() -> str:
@@ -97,10 +125,11 @@ class Snapshot:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return json.loads((self.path / MANIFEST).read_text())
+        return read_json(self.path / MANIFEST, what=f"{self.repo_id}@{self.revision}")
 
     def split_files(self) -> dict[str, list[Path]]:
-        return {s: [self.path / f for f in fs] for s, fs in split_files(self.manifest).items()}
+        what = f"{self.repo_id}@{self.revision}"
+        return {s: [member(self.path, f, what=what) for f in fs] for s, fs in split_files(self.manifest).items()}
 
 
 class Registry(Protocol):
@@ -118,9 +147,12 @@ def read_manifest(build_dir: Path) -> dict[str, Any]:
         raise InputError("no manifest.json: not a complete build folder", file=str(path),
                          hint="run `curate build NAME` first, or pass --build with an existing build id")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise InputError(f"manifest is not valid JSON ({err.msg})", file=str(path), row=err.lineno) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("output"), dict):
+        raise InputError("manifest has no `output` mapping: not a build manifest", file=str(path), field="output")
+    return manifest
 
 
 def verify_data_files(folder: Path, manifest: dict[str, Any], *, what: str,
@@ -130,14 +162,20 @@ def verify_data_files(folder: Path, manifest: dict[str, Any], *, what: str,
     ``hashed`` maps relative paths to sha256 values the caller already computed from the files, so
     large shards are not read twice.
     """
-    output = manifest.get("output") or {}
+    output = manifest.get("output") if isinstance(manifest, dict) else None
+    output = output if isinstance(output, dict) else {}
     hashes: dict[str, str] = output.get("file_sha256") or {}
     listed = output.get("files") or []
-    if not listed:
+    if not listed or not isinstance(listed, list) or not isinstance(hashes, dict):
         raise IntegrityError(f"{what}: manifest.json lists no data files (output.files)",
                              hint="rebuild with the current `curate build`")
+    if len(set(listed)) != len(listed):
+        raise IntegrityError(f"{what}: manifest.json lists a data file twice (output.files)")
+    actuals: list[str] = []
     for rel in listed:
-        path = folder / rel
+        path = member(folder, rel, what=what)
+        if not rel.startswith("data/"):
+            raise IntegrityError(f"{what}: data file {rel!r} is not under data/ (output.files)")
         if not path.is_file():
             raise IntegrityError(f"{what}: data file {rel} is missing ({path})")
         expected = hashes.get(rel)
@@ -149,6 +187,13 @@ def verify_data_files(folder: Path, manifest: dict[str, Any], *, what: str,
                 f"{what}: {rel} is corrupted: sha256 {actual[:16]}… != published {expected[:16]}… ({path})",
                 hint="delete the local copy and pull again; if it persists the stored version is damaged",
             )
+        actuals.append(actual)
+    if output.get("sha256") != output_digest(actuals):
+        raise IntegrityError(
+            f"{what}: manifest.json output.sha256 {str(output.get('sha256'))[:16]}… does not match its data files "
+            f"(recomputed {output_digest(actuals)[:16]}…)",
+            hint="the manifest was edited or damaged; rebuild, or pull the version again",
+        )
     extra = sorted(
         str(p.relative_to(folder)) for p in (folder / "data").rglob("*") if p.is_file()
     ) if (folder / "data").is_dir() else []
@@ -197,7 +242,8 @@ def prepare_release(build_dir: Path, repo_id: str, version: str, backend: str) -
         "repo": repo_id, "version": tag[1:], "tag": tag, "pushed": now_iso(), "backend": backend,
         "build_dir": build_dir.name,
     }
-    files: dict[str, Path | bytes] = {rel: build_dir / rel for rel in manifest["output"]["files"]}
+    files: dict[str, Path | bytes] = {rel: member(build_dir, rel, what=f"build {build_dir}")
+                                      for rel in manifest["output"]["files"]}
     files[CARD] = render_dataset_card(release_manifest, build_dir).encode()
     files[MANIFEST] = (json.dumps(release_manifest, indent=2, ensure_ascii=False) + "\n").encode()
     assert_no_secrets({k: v for k, v in files.items() if isinstance(v, bytes)})

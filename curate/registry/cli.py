@@ -31,11 +31,12 @@ def push(
     to: Annotated[str, typer.Option("--to", help="Registry backend: local or hub.")] = "local",
     repo: Annotated[str | None, typer.Option("--repo", help="Target repo org/name (default: $MEDCURATE_ORG/NAME).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Publish even a build with no rows.")] = False,
 ) -> None:
     """Publish a build as an immutable, tagged version."""
     build_name = name.split("/")[-1]
     result = registry.push(build_name, version, build=build, to=_backend(to) or "local",
-                           repo=repo or (name if "/" in name else None), private=private)
+                           repo=repo or (name if "/" in name else None), private=private, force=force)
     out.print(f"[green]pushed[/] {result.repo_id}@{result.tag} ({result.backend}, commit {result.commit[:12]}, "
               f"{len(result.files)} files)")
     out.print(f"  {result.location}")

@@ -31,6 +31,7 @@ from curate.registry.base import (
     VersionExists,
     VersionInfo,
     checkpoint,
+    read_json,
     verify_data_files,
     version_info,
 )
@@ -204,9 +205,7 @@ class HubRegistry:
         if not (path / MANIFEST).is_file():
             raise RegistryError(f"{repo_id}@{rev} has no manifest.json: not a medcurate dataset version",
                                 hint="use datasets.load_dataset for datasets not published by medcurate")
-        import json
-
-        verify_data_files(path, json.loads((path / MANIFEST).read_text()), what=f"{repo_id}@{rev}")
+        verify_data_files(path, read_json(path / MANIFEST, what=f"{repo_id}@{rev}"), what=f"{repo_id}@{rev}")
         return Snapshot(repo_id=repo_id, revision=rev, commit=info.sha, path=path)
 
     def versions(self, repo_id: str) -> list[VersionInfo]:

@@ -9,8 +9,12 @@ Layout under the root (``$MEDCURATE_REGISTRY``, default ``~/.cache/medcurate/reg
     <org>/<name>/.staging/<pid>-<uuid>/   pushes in progress (invisible; swept when their process is gone)
     <org>/<name>/.lock                    held only for the short publish step
 
-A shard whose sha256 is already stored in the repo (unchanged between versions) is hard-linked, not
-copied, so it is stored once. A push copies and hashes every file into ``.staging`` without any lock, then, holding the repo lock,
+Every version holds its own copy of each file (a reflink where the file system can share blocks,
+else a plain copy), made read-only: an in-place edit of one stored file (as root, read-only does not
+stop it) damages that version only, and `verify` names it on the next pull. Hard links between versions
+saved one copy of each unchanged shard but let one edit corrupt every version sharing it (issue 10).
+Every ref file is checked when read: a damaged tag or branch file is an error naming it, and the sweep
+of unreferenced commits never runs while a ref cannot be read. A push copies and hashes every file into ``.staging`` without any lock, then, holding the repo lock,
 checks the tag is free, renames the staged folder to ``commits/<id>`` and writes the tag file by
 atomic rename. A push killed at any point leaves either nothing visible or the whole version; two
 pushes of different versions both land (they only serialise on the rename).
@@ -18,7 +22,6 @@ pushes of different versions both land (they only serialise on the rename).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -40,7 +43,9 @@ from curate.registry.base import (
     VersionExists,
     VersionInfo,
     checkpoint,
+    member,
     now_iso,
+    read_json,
     sha256_file,
     verify_data_files,
     version_info,
@@ -48,6 +53,28 @@ from curate.registry.base import (
 from curate.registry.refs import is_commit_id, is_version, latest_tag, parse_repo_id, semver_key
 
 COMMIT_META = ".commit.json"
+_FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs, ...)
+
+
+def _clone(src: Path, dest: Path) -> None:
+    """Copy `src` to `dest` (a reflink when the file system supports it), then make it read-only."""
+    try:
+        import fcntl
+
+        with open(src, "rb") as fin, open(dest, "wb") as fout:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+    except (OSError, ImportError):
+        shutil.copyfile(src, dest)
+    os.chmod(dest, 0o444)
+
+
+def read_ref(path: Path) -> dict[str, Any]:
+    """A tag or branch file: ``{"commit": <hex id>, ...}``; anything else is an IntegrityError naming it."""
+    data = read_json(path, what="registry ref")
+    if not isinstance(data, dict) or not isinstance(data.get("commit"), str) or not is_commit_id(data["commit"]):
+        raise IntegrityError(f"registry ref {path} does not name a commit (expected {{\"commit\": \"<hex id>\"}})",
+                             hint="restore the file from a backup, or write the commit id it should point to")
+    return data
 
 
 def default_root() -> Path:
@@ -89,14 +116,13 @@ class LocalRegistry:
         folder = self.repo_dir(repo_id) / "refs" / "tags"
         if not folder.is_dir():
             return {}
-        return {p.name[: -len(".json")]: json.loads(p.read_text()) for p in folder.glob("*.json")
-                if not p.name.startswith(".")}
+        return {p.name[: -len(".json")]: read_ref(p) for p in folder.glob("*.json") if not p.name.startswith(".")}
 
     def branches(self, repo_id: str) -> dict[str, str]:
         folder = self.repo_dir(repo_id) / "refs" / "heads"
         if not folder.is_dir():
             return {}
-        return {p.name[: -len(".json")]: json.loads(p.read_text())["commit"] for p in folder.glob("*.json")
+        return {p.name[: -len(".json")]: read_ref(p)["commit"] for p in folder.glob("*.json")
                 if not p.name.startswith(".")}
 
     # --- push ----------------------------------------------------------------------------------------
@@ -113,11 +139,12 @@ class LocalRegistry:
                 if self._tag_file(repo, release.tag).exists():
                     raise self._exists(release)
                 heads = repo / "refs" / "heads" / "main.json"
-                parent = json.loads(heads.read_text())["commit"] if heads.exists() else None
+                parent = read_ref(heads)["commit"] if heads.exists() else None
                 created = now_iso()
                 meta = {"files": hashes, "parent": parent, "tag": release.tag, "created": created}
                 commit = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()
                 (staging / COMMIT_META).write_text(json.dumps(meta, indent=2))
+                os.chmod(staging / COMMIT_META, 0o444)
                 (repo / "commits").mkdir(exist_ok=True)
                 os.rename(staging, repo / "commits" / commit)
                 checkpoint("local-before-tag")
@@ -137,37 +164,18 @@ class LocalRegistry:
             f"`curate versions {release.repo_id}`",
         )
 
-    def _stored_blobs(self, repo: Path) -> dict[str, Path]:
-        """sha256 -> a file already stored in this repo (to hard-link unchanged shards, not copy them)."""
-        blobs: dict[str, Path] = {}
-        for meta_path in (repo / "commits").glob(f"*/{COMMIT_META}"):
-            with contextlib.suppress(OSError, json.JSONDecodeError, KeyError):
-                for rel, sha in json.loads(meta_path.read_text())["files"].items():
-                    blobs.setdefault(sha, meta_path.parent / rel)
-        return blobs
-
     def _stage(self, release: Release, staging: Path) -> dict[str, str]:
         hashes: dict[str, str] = {}
         expected = release.manifest["output"]["file_sha256"]
-        blobs = self._stored_blobs(staging.parent.parent)
         for i, (rel, src) in enumerate(release.files.items()):
-            dest = staging / rel
+            dest = member(staging, rel, what=f"push of {release.build_dir}")
             dest.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(src, bytes):
                 dest.write_bytes(src)
+                os.chmod(dest, 0o444)
             else:
-                stored = blobs.get(expected.get(rel, ""))
-                try:
-                    if stored is None:
-                        raise OSError
-                    os.link(stored, dest)  # immutable content shared with an earlier version
-                except OSError:
-                    shutil.copyfile(src, dest)
+                _clone(src, dest)
             hashes[rel] = sha256_file(dest)
-            if rel in expected and hashes[rel] != expected[rel] and not isinstance(src, bytes):
-                dest.unlink()  # a damaged stored blob: take the build's bytes instead
-                shutil.copyfile(src, dest)
-                hashes[rel] = sha256_file(dest)
             if i == 0:
                 checkpoint("local-mid-copy")
         for rel in release.data_files():
@@ -177,24 +185,19 @@ class LocalRegistry:
         return hashes
 
     def _sweep(self, repo: Path) -> None:
-        """Remove staging folders of dead processes and commits no ref points at (holding the lock)."""
+        """Remove staging folders of dead processes and commits no ref points at (holding the lock).
+
+        Every ref is read first and any unreadable one raises (naming the file) before anything is removed:
+        a commit is deleted only when every ref could be read and none points at it."""
         for folder in (repo / ".staging").glob("*"):
             pid = folder.name.split("-", 1)[0]
             if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
-        refs = {t["commit"] for t in self._read_refs(repo / "refs" / "tags")}
-        refs |= {b["commit"] for b in self._read_refs(repo / "refs" / "heads")}
+        refs = {read_ref(p)["commit"] for kind in ("tags", "heads")
+                for p in (repo / "refs" / kind).glob("*.json") if not p.name.startswith(".")}
         for folder in (repo / "commits").glob("*"):
             if folder.name not in refs:
                 shutil.rmtree(folder, ignore_errors=True)
-
-    @staticmethod
-    def _read_refs(folder: Path) -> list[dict[str, Any]]:
-        out = []
-        for p in folder.glob("*.json") if folder.is_dir() else []:
-            with contextlib.suppress(OSError, json.JSONDecodeError):
-                out.append(json.loads(p.read_text()))
-        return out
 
     # --- read ----------------------------------------------------------------------------------------
     def resolve(self, repo_id: str, revision: str | None) -> tuple[str, str | None]:
@@ -232,10 +235,17 @@ class LocalRegistry:
         meta_path = folder / COMMIT_META
         if not meta_path.is_file():
             raise IntegrityError(f"{what}: {meta_path} is missing; the stored version is damaged")
-        meta = json.loads(meta_path.read_text())
+        meta = read_json(meta_path, what=what)
+        files = meta.get("files") if isinstance(meta, dict) else None
+        if not isinstance(files, dict):
+            raise IntegrityError(f"{what}: {meta_path} has no `files` mapping; the stored version is damaged")
+        commit = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+        if commit != folder.name:
+            raise IntegrityError(f"{what}: {meta_path} does not hash to its commit id {folder.name[:12]} "
+                                 f"(recomputed {commit[:12]}); the stored version was altered")
         hashed: dict[str, str] = {}
-        for rel, expected in meta["files"].items():
-            path = folder / rel
+        for rel, expected in files.items():
+            path = member(folder, rel, what=what)
             if not path.is_file():
                 raise IntegrityError(f"{what}: {rel} is missing ({path})")
             actual = hashed[rel] = sha256_file(path)
@@ -244,14 +254,17 @@ class LocalRegistry:
                     f"{what}: {rel} is corrupted: sha256 {actual[:16]}… != published {expected[:16]}… ({path})",
                     hint="the local registry copy is damaged; push the build again as a new version",
                 )
-        verify_data_files(folder, json.loads((folder / MANIFEST).read_text()), what=what, hashed=hashed)
+        if MANIFEST not in files:
+            raise IntegrityError(f"{what}: {MANIFEST} is not among the committed files")
+        verify_data_files(folder, read_json(folder / MANIFEST, what=what), what=what, hashed=hashed)
 
     def versions(self, repo_id: str) -> list[VersionInfo]:
         if not self.has_repo(repo_id):
             raise NotFound(f"{repo_id} is not in the local registry ({self.root})")
         out = []
         for tag, ref in self.tags(repo_id).items():
-            manifest = json.loads((self.repo_dir(repo_id) / "commits" / ref["commit"] / MANIFEST).read_text())
+            manifest = read_json(self.repo_dir(repo_id) / "commits" / ref["commit"] / MANIFEST,
+                                 what=f"{repo_id}@{tag}")
             info = version_info(tag, ref["commit"], manifest)
             info.created = ref.get("created") or info.created
             out.append(info)

@@ -8,9 +8,11 @@ The assistant turn is the teacher's chain of thought (`cot`) when present, else 
 from __future__ import annotations
 
 import hashlib
+import string
 from typing import Any
 
 import polars as pl
+from pydantic import field_validator
 
 from curate.record import MESSAGE
 from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects, register
@@ -24,6 +26,35 @@ class TemplateParams(StepParams):
     include_explanation: bool = True
     #: Override or add templates per task: {"mcq": ["...{question}...{options}..."]}.
     templates: dict[str, list[str]] = {}
+
+    @field_validator("templates")
+    @classmethod
+    def _check_templates(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Checked at recipe load, not at render time (after every step and teacher call has run)."""
+        for task, texts in value.items():
+            if task not in TEMPLATES:
+                raise ValueError(f"unknown task {task!r}; templates can be given for {', '.join(TEMPLATES)}")
+            if not texts:
+                raise ValueError(f"templates.{task} is empty; give at least one template or drop the key")
+            for i, text in enumerate(texts):
+                check_template(text, f"templates.{task}[{i}]")
+        return value
+
+
+PLACEHOLDERS = ("question", "options", "context")
+
+
+def check_template(text: str, where: str) -> None:
+    """A template may use only {question}, {options}, {context}; a literal brace is written `{{` / `}}`."""
+    try:
+        fields = [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
+    except ValueError as err:
+        raise ValueError(f"{where}: {err} (write a literal brace as '{{{{' or '}}}}')") from None
+    for name, conv, spec in fields:
+        if name not in PLACEHOLDERS or conv or spec:
+            raise ValueError(f"{where}: unknown placeholder {{{name}{'!' + conv if conv else ''}"
+                             f"{':' + spec if spec else ''}}}; use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+                             " (write a literal brace as '{{' or '}}')")
 
 
 def choose(row_id: str, seed: int, n: int) -> int:

@@ -22,12 +22,17 @@ class Validate(Step):
     name = "validate"
     scope = "row"
     Params = ValidateParams
-    description = "Non-empty stem, enough distinct options, answer key among the options, no duplicate labels."
+    description = ("Non-empty stem, enough distinct options, answer key among the options and pointing at a "
+                   "non-empty option, no duplicate labels.")
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p: ValidateParams = self.params
         labels = pl.col("options").list.eval(pl.element().struct.field("label"))
         texts = pl.col("options").list.eval(pl.element().struct.field("text").str.to_lowercase())
+        # labels of options whose text is null or blank: a gold answer pointing at one is wrong training data
+        blank_labels = pl.col("options").list.eval(
+            pl.when(pl.element().struct.field("text").fill_null("").str.strip_chars() == "")
+            .then(pl.element().struct.field("label")))
         n_texts = texts.list.eval(pl.element().filter(pl.element().str.len_chars() > 0)).list.n_unique()
         is_mcq = pl.col("task") == "mcq"
         blank = lambda c: pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")  # noqa: E731
@@ -49,6 +54,8 @@ class Validate(Step):
              pl.lit(f"fewer than {p.min_options} distinct non-empty options")),
             (is_mcq & ~labels.list.contains(pl.col("answer")), "answer_not_in_options",
              pl.lit("answer '") + pl.col("answer") + pl.lit("' not among labels ") + labels.list.join(",")),
+            (is_mcq & blank_labels.list.contains(pl.col("answer")), "answer_option_empty",
+             pl.lit("the gold option '") + pl.col("answer") + pl.lit("' has no text")),
             ((pl.col("task") == "yes_no_maybe") & ~pl.col("answer").str.to_lowercase().is_in(YES_NO_MAYBE),
              "invalid_yes_no_maybe", pl.lit("answer '") + pl.col("answer") + pl.lit("' is not yes/no/maybe")),
         ]

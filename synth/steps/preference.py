@@ -35,7 +35,7 @@ from curate.record import MESSAGE
 from curate.steps import BuildContext, Step, StepResult, register
 from synth.cache import CallCache, call_key
 from synth.client import TeacherClient, TeacherError, run_sync
-from synth.config import TeacherProfile, resolve_teacher
+from synth.config import CLI_OVERRIDES, TeacherProfile, resolve_teacher
 from synth.pairs import (
     Pair,
     Sample,
@@ -114,7 +114,7 @@ class Preference(Step):
         if self.params.judge is not None:
             return resolve_teacher(self.params.judge)
         ref = getattr(ctx.recipe, "teacher", None) if ctx.recipe is not None else None
-        return resolve_teacher(ref, {k: ctx.options.get(k) for k in ("teacher_url", "teacher_model")})
+        return resolve_teacher(ref, {k: ctx.options.get(k) for k in CLI_OVERRIDES})
 
     def public_params(self) -> dict[str, Any]:
         p = self.params
