@@ -57,6 +57,9 @@ class RawRow:
     obj: Any = None
     where: str = ""  # human location, e.g. "test.jsonl line 12"
     error: Reject | None = None  # set when the row could not even be parsed
+    #: Size of the row as read, for `max_row_bytes`: UTF-8 bytes for line formats (JSON lines, CSV),
+    #: characters for elements of a JSON document; None when unknown (parquet, Hub).
+    size: int | None = None
 
     def text(self) -> str:
         if self.raw is None:
