@@ -115,17 +115,18 @@ def column(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
         fields = dtype.inner.fields
         flat: list[list[Any]] = [[] for _ in fields]
         offsets, nulls, n = [0], [], 0
+        sinks = [(f.name, out) for f, out in zip(fields, flat, strict=True)]
         try:
             for v in values:
                 nulls.append(v is None)
                 if v is not None:
                     for item in v:
-                        for f, out in zip(fields, flat):
-                            out.append(item.get(f.name))
+                        for key, out in sinks:
+                            out.append(item.get(key))
                     n += len(v)
                 offsets.append(n)
             inner = pa.StructArray.from_arrays(
-                [pl.Series(f.name, out, dtype=f.dtype).to_arrow() for f, out in zip(fields, flat)],
+                [pl.Series(f.name, out, dtype=f.dtype).to_arrow() for f, out in zip(fields, flat, strict=True)],
                 names=[f.name for f in fields])
             arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), inner,
                                                 mask=pa.array(nulls, pa.bool_()) if any(nulls) else None)

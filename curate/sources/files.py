@@ -62,12 +62,12 @@ def resolve_files(
     else:
         return None
     if _GLOB.search(str(p)):
-        files = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+        files = glob_files(str(p))
         if not files:
             raise SourceUnavailable(
                 f"source {spec.name!r}: no file matches {p} (from {origin})", hint=_hint_paths(spec, base_dir)
             )
-        return [f.resolve() for f in files]
+        return files
     if p.is_dir():
         patterns = (folder_glob,) if isinstance(folder_glob, str) else folder_glob
         files = sorted({f for pat in patterns for f in p.glob(pat) if f.is_file()})
@@ -83,6 +83,25 @@ def resolve_files(
     raise SourceUnavailable(
         f"source {spec.name!r}: file not found: {p} (from {origin})", hint=_hint_paths(spec, base_dir)
     )
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The files a glob matches, sorted by matched path, each file once (resolved).
+
+    A `**` pattern is walked by `curate.sources.readers.walk_glob`, which does not enter a folder it
+    has already visited (same device and inode): `glob.glob` follows a symlink loop until the path is
+    too long (40 levels, the same file read 40 times; two loops: 2**40 paths).
+    """
+    from curate.sources.readers import walk_glob
+
+    matched = walk_glob(pattern) if "**" in pattern else glob.glob(pattern)
+    seen: set[Path] = set()
+    out = []
+    for f in sorted(Path(m) for m in matched):
+        if f.is_file() and (r := f.resolve()) not in seen:
+            seen.add(r)
+            out.append(r)
+    return out
 
 
 def files_sha256(files: list[Path]) -> str:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextvars
 import csv
+import fnmatch
 import hashlib
 import io
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -368,3 +370,47 @@ def iter_parquet_file(path: Path, batch_rows: int = 10_000) -> Iterator[RawRow]:
             for row in pl.from_arrow(batch).iter_rows(named=True):  # type: ignore[union-attr]
                 i += 1
                 yield RawRow(obj=row, where=f"{path.name} row {i}")
+
+
+# --- globs ---------------------------------------------------------------------------------------
+
+def _component_re(part: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(part))
+
+
+def walk_glob(pattern: str) -> list[str]:
+    """Paths matching a glob with `**` (any number of folders), like `glob.glob(recursive=True)`
+    without hidden names, but each folder is entered once: symlinked folders are followed unless
+    their (device, inode) was already visited, so a symlink loop ends."""
+    parts = Path(pattern).parts
+    first = next(i for i, part in enumerate(parts) if re.search(r"[*?\[]", part))
+    root = Path(*parts[:first]) if first else Path(".")
+    rest = [p if p == "**" else _component_re(p) for p in parts[first:]]
+
+    def match(names: tuple[str, ...], pats: list[Any]) -> bool:
+        if not pats:
+            return not names
+        head = pats[0]
+        if head == "**":
+            return any(match(names[i:], pats[1:]) for i in range(len(names) + 1))
+        return bool(names) and not names[0].startswith(".") and bool(head.fullmatch(names[0])) \
+            and match(names[1:], pats[1:])
+
+    out: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel = Path(dirpath).relative_to(root).parts
+        for name in sorted(filenames):
+            if match((*rel, name), rest):
+                out.append(os.path.join(dirpath, name))
+    return out

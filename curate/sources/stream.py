@@ -65,7 +65,7 @@ class SourceStream:
         self.info = info
         self.log = ReadLog()
         self._started = False
-        self.max_row_bytes: int | None = getattr(spec, "max_row_bytes", None)
+        self.max_row_bytes: int | None = spec.max_row_bytes
 
     @property
     def extra_columns(self) -> dict[str, pl.DataType]:
