@@ -75,10 +75,11 @@ def read_source(
     limit: int | None = None,
     path_override: str | Path | None = None,
     allow_unlabelled: bool = False,
+    split_override: str | None = None,
 ) -> SourceData:
     """Read one recipe source whole: every batch of `open_source(...)` concatenated (same arguments)."""
     return open_source(spec, base_dir=base_dir, limit=limit, path_override=path_override,
-                       allow_unlabelled=allow_unlabelled).read_all()
+                       allow_unlabelled=allow_unlabelled, split_override=split_override).read_all()
 
 
 def _common_root(files: list[Path]) -> Path:

@@ -59,8 +59,8 @@ class SourceStream:
     """An iterable of `SourceBatch`; iterate it once. `info` is complete when the iteration ends."""
 
     def __init__(self, spec: SourceSpec, adapter: Adapter, files: list[Path] | None, raws: Iterator[RawRow],
-                 info: dict[str, Any], *, limit: int | None, batch_rows: int):
-        self.spec, self.adapter, self.files = spec, adapter, files
+                 info: dict[str, Any], *, limit: int | None, batch_rows: int, split: str):
+        self.spec, self.adapter, self.files, self.split = spec, adapter, files, split
         self._raws, self._limit, self.batch_rows = raws, limit, batch_rows
         self.info = info
         self.log = ReadLog()
@@ -120,7 +120,7 @@ class SourceStream:
         records: list[dict[str, Any]] = []
         rows_of: list[int] = []
         rejects: list[dict[str, Any]] = []
-        adapter, name, split, max_bytes = self.adapter, self.spec.name, self.spec.split, self.max_row_bytes
+        adapter, name, split, max_bytes = self.adapter, self.spec.name, self.split, self.max_row_bytes
         first_row_of = self._first_row_of
         more = False
         for row in raws:
@@ -225,7 +225,7 @@ class SourceStream:
                 hint=(f"is this really a {self.spec.format!r} source? Check the source's `format:`"
                       + (" and its `columns:` mapping" if self.spec.columns else "")),
             )
-        self.info.update(rows=n, split=self.spec.split, license=self.spec.license)
+        self.info.update(rows=n, split=self.split, license=self.spec.license)
         if self.files is not None:
             self.info.update(self._hash_info())
 
@@ -271,6 +271,7 @@ def open_source(
     path_override: str | Path | None = None,
     allow_unlabelled: bool = False,
     batch_rows: int = 50_000,
+    split_override: str | None = None,
 ) -> SourceStream:
     """Open one recipe source as a stream of `SourceBatch` (see the module docstring).
 
@@ -279,6 +280,10 @@ def open_source(
     rows and stops reading there. `allow_unlabelled` keeps rows without a gold answer (benchmark test
     splits read for decontamination). Files are located (and a missing one reported) here, before
     any row is read.
+
+    Provenance of a `path_override` file: its split is `split_override` (the CLI's `--source-split
+    NAME=SPLIT`) or "unknown", never the recipe's `split` (which describes the recipe's own file or
+    Hub split, not a file the user brought); `info["override"]` records the path as given.
     """
     from curate.sources import get_adapter
     from curate.sources.files import load_hub, resolve_files
@@ -291,9 +296,12 @@ def open_source(
     files = cls.locate(spec, Path(base_dir), path_override)
     if files is None:
         files = resolve_files(spec, Path(base_dir), path_override, cls.folder_glob)
-    split = spec.split
+    if path_override is not None:
+        split, stated = split_override or "unknown", split_override is not None
+    else:
+        split, stated = split_override or spec.split, split_override is not None or "split" in spec.model_fields_set
     if files is not None:
-        ctx = ReadContext(spec=spec, files=files, split=split, allow_unlabelled=allow_unlabelled)
+        ctx = ReadContext(spec=spec, files=files, split=split, allow_unlabelled=allow_unlabelled, split_stated=stated)
         adapter = cls(ctx)
         raws: Iterator[RawRow] = file_rows(adapter, files)
         info: dict[str, Any] = {"name": spec.name, "format": spec.format, "uri": str(files[0]),
@@ -306,7 +314,8 @@ def open_source(
             info["files"] = [str(f.relative_to(root)) for f in files]
     else:
         ds = load_hub(spec, limit)
-        ctx = ReadContext(spec=spec, files=[], split=split, from_hub=True, allow_unlabelled=allow_unlabelled)
+        ctx = ReadContext(spec=spec, files=[], split=split, from_hub=True, allow_unlabelled=allow_unlabelled,
+                          split_stated=stated)
         adapter = cls(ctx)
         raws = iter(adapter.read_hub(ds))
         repo, rev = spec.hub_repo  # type: ignore[misc]
@@ -318,4 +327,6 @@ def open_source(
             "sha256": hashlib.sha256(ident.encode()).hexdigest(), "revision": rev,
             "config": spec.config, "fingerprint": fingerprint or None,
         }
-    return SourceStream(spec, adapter, files, raws, info, limit=limit, batch_rows=batch_rows)
+    if path_override is not None:
+        info["override"] = str(path_override)
+    return SourceStream(spec, adapter, files, raws, info, limit=limit, batch_rows=batch_rows, split=split)
