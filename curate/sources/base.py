@@ -247,7 +247,7 @@ def match_label(answer: Any, options: list[dict[str, str]], what: str = "answer"
 
 
 #: "A. text", "A) text", "(A) text", "A: text", "[A] text" - a letter label written before an option or answer.
-_LETTER_PREFIX = re.compile(r"\s*[(\[]?([A-Za-z])\s*[.):\]]\s*(.*)", re.DOTALL)
+_LETTER_PREFIX = re.compile(r"\s*[(\[]?([A-Za-z])\s*[.):\]] ?(.*)", re.DOTALL)  # one space: the rest is the text
 
 
 def prefixed_label(answer: Any, options: list[dict[str, str]], what: str) -> str | None:

@@ -61,7 +61,11 @@ def _options(obj: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _via_prefix(gold_text: str, options: list[dict[str, str]]) -> str | None:
-    """The label a gold text written `B. text` names (None when it is not written that way or differs)."""
+    """The label a gold text names by letter, `B` or `B. text` (None when it does not, or its text differs)."""
+    bare = gold_text.strip()
+    hit = next((o["label"] for o in options if o["label"].casefold() == bare.casefold()), None)
+    if hit is not None:
+        return hit
     try:
         return prefixed_label(gold_text, options, "answer")
     except Reject:

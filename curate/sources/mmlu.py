@@ -62,6 +62,13 @@ def parse_list(value: Any, name: str) -> list[Any]:
         return list(value)
     text = str(value).strip()
     if text.startswith("[") and len(text) < 1_000_000:
+        quoted = list(_QUOTED.finditer(text))
+        gaps = [text[a.end():b.start()] for a, b in zip(quoted, quoted[1:], strict=False)]
+        if len(quoted) > 1 and not any(g.strip() for g in gaps):  # numpy's repr: ['a' 'b'], no commas
+            try:
+                return [ast.literal_eval(q.group(0)) for q in quoted]
+            except (ValueError, SyntaxError):
+                pass
         try:
             parsed = json.loads(text)
         except ValueError:

@@ -8,7 +8,11 @@ Layouts read:
   (`test_ground_truth.json`: PMID -> yes/no/maybe). When the sibling exists its label is used; if an
   entry also has its own `final_decision` and the two differ the row is rejected (`label_conflict`);
 - the Hub's `qiaojin/PubMedQA` (`pqa_labeled`, `pqa_artificial`): `pubid`, `question`,
-  `context` {`contexts`, `labels`, `meshes`}, `long_answer`, `final_decision`.
+  `context` {`contexts`, `labels`, `meshes`}, `long_answer`, `final_decision`;
+- converted layouts found in the wild (issue 11), as JSON lines (a `.jsonl` file is always read as
+  JSON lines), a JSON array or parquet: `question` + `context` / `passage` / `abstract` (text or list)
+  + `final_decision` / `answer` / `label` (yes/no/maybe, or a one-element list as in BigBio), with
+  an optional id (`pubid`, `pmid`, `id`, ...; else the row number) and `long_answer`.
 
 Record: question; context = the abstract's sections, one per line, each prefixed with its label
 (`RESULTS: ...`) when labels are given; options are `yes`, `no`, `maybe` (label and text are the
@@ -29,6 +33,14 @@ from curate.sources.jsonstream import JsonCursor, JsonSyntaxError
 from curate.sources.readers import item_row, open_read, sniff_json, syntax_error
 
 CHOICES = ("yes", "no", "maybe")
+_ID_KEYS = ("pubid", "pmid", "PMID", "pubmed_id", "id", "document_id")
+_CONTEXT_KEYS = ("context", "contexts", "CONTEXTS", "passage", "passages", "abstract")
+_ANSWER_KEYS = ("final_decision", "answer", "label", "decision")
+
+
+def _first_key(obj: Mapping[str, Any], keys: tuple[str, ...], default: str) -> str:
+    """The first of `keys` the row has (for the `missing_field` reject: `default`)."""
+    return next((k for k in keys if k in obj), default)
 OPTIONS = [{"label": c, "text": c} for c in CHOICES]
 
 
@@ -48,7 +60,7 @@ def _ground_truth(path: Path) -> dict[str, Any] | None:
 class PubMedQA(Adapter):
     name = "pubmedqa"
     description = "PubMedQA ori_pqal.json-style dict by PMID (+ *_ground_truth.json), or qiaojin/PubMedQA"
-    folder_glob = "*.json"
+    folder_glob = ("*.json", "*.jsonl")
 
     def read_file(self, path: Path) -> Iterator[RawRow]:
         if path.name.endswith("_ground_truth.json"):
@@ -85,13 +97,16 @@ class PubMedQA(Adapter):
             pmid, question = obj["_pmid"], require(obj, "QUESTION")
             contexts, labels = require(obj, "CONTEXTS"), obj.get("LABELS")
             explanation, decision_field = obj.get("LONG_ANSWER"), "final_decision"
-        else:  # Hub layout
-            pmid, question = require(obj, "pubid"), require(obj, "question")
-            ctx = require(obj, "context")
-            if not isinstance(ctx, Mapping):
-                raise Reject("malformed_row", "field 'context' must be an object with 'contexts'", field="context")
-            contexts, labels = require(ctx, "contexts"), ctx.get("labels")
-            explanation, decision_field = obj.get("long_answer"), "final_decision"
+        else:  # the Hub layout, or a converted one (question + passage/context + yes/no answer)
+            pmid = next((obj[k] for k in _ID_KEYS if obj.get(k) is not None), None)
+            question = require(obj, _first_key(obj, ("question", "QUESTION"), "question"))
+            ctx = require(obj, _first_key(obj, _CONTEXT_KEYS, "context"))
+            if isinstance(ctx, Mapping):
+                contexts, labels = require(ctx, "contexts"), ctx.get("labels")
+            else:
+                contexts, labels = ctx, obj.get("labels") or obj.get("LABELS")
+            explanation = next((obj[k] for k in ("long_answer", "LONG_ANSWER") if obj.get(k) is not None), None)
+            decision_field = _first_key(obj, _ANSWER_KEYS, "final_decision")
         if isinstance(contexts, str):
             contexts = [contexts]
         if not isinstance(contexts, list):
@@ -111,11 +126,13 @@ class PubMedQA(Adapter):
                              f"final_decision {own!r} differs from the ground-truth file's {decision!r}")
         else:
             decision = require(obj, decision_field)
+        if isinstance(decision, list) and len(decision) == 1:  # BigBio QA: answer ["yes"]
+            decision = decision[0]
         answer = str(decision).strip().lower()
         if answer not in CHOICES:
             raise Reject("answer_not_in_options", f"final_decision {decision!r} is not yes, no or maybe")
         return {
-            "source_id": str(pmid),
+            "source_id": None if pmid is None else str(pmid),
             "task": "yes_no_maybe",
             "question": str(question),
             "context": context,
