@@ -217,7 +217,7 @@ class SourceStream:
         n = self._n
         # A field missing from every row is a wrong format or column mapping, not a bad row.
         if (n and not self._kept and len(self._missing) == 1
-                and sum(self._missing.values()) == self._rejected + 0):
+                and sum(self._missing.values()) == self._rejected):
             (fname, _), = self._missing.items()
             where = str(self.files[0]) if self.files else str(self.spec.hub)
             raise InputError(
