@@ -110,7 +110,9 @@ class MMLU(Adapter):
         split = self.ctx.split if self.ctx.split_stated or not suffix else suffix
         if path.suffix.lower() not in (".csv", ".tsv"):
             return self._records(path, subject, split)
-        first = next(iter_csv(path, header=False), None)
+        rows = iter_csv(path, header=False)
+        first = next(rows, None)
+        rows.close()  # type: ignore[attr-defined]
         if first is not None and isinstance(first.obj, list) and _is_header(first.obj):
             return self._hf_csv(path, subject, split)
         return self._original(path, subject, split)
