@@ -79,6 +79,7 @@ def test_limit_stops_reading_early(data_dir: Path, tmp_path: Path) -> None:
     assert data.info["sha256"] == hashlib.sha256(head).hexdigest()  # the bytes read, and only those
 
 
+@pytest.mark.slow
 def test_json_array_larger_than_the_memory_bound_streams(data_dir: Path, tmp_path: Path) -> None:
     """A ~200 MiB JSON array read in 2,000-row batches grows the peak RSS by < 100 MiB.
 

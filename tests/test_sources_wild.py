@@ -201,3 +201,13 @@ def test_build_card_never_claims_train_for_an_unknown_file(data_dir: Path, work:
                               "--limit", "30", "-q", "--out", str(work / "b")])
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "| medqa | medqa | test.jsonl | test |" in (work / "b" / "README.md").read_text()
+
+
+def test_source_split_needs_its_source_file(work: Path) -> None:
+    from curate.build import run_build
+    from curate.errors import MedcurateError
+
+    with pytest.raises(MedcurateError, match="have no --source NAME=PATH"):
+        run_build("medqa-sft", source_splits={"medqa": "test"})
+    res = CliRunner().invoke(app, ["build", "medqa-sft", "--source-split", "medqa", "-q"])
+    assert res.exit_code != 0 and "NAME=SPLIT" in res.output + repr(res.exception)
