@@ -134,6 +134,7 @@ def run_build(
     recipe_ref: str,
     *,
     source_overrides: dict[str, str] | None = None,
+    source_splits: dict[str, str] | None = None,
     limit: int | None = None,
     out: Path | None = None,
     options: dict[str, Any] | None = None,
@@ -152,6 +153,10 @@ def run_build(
             f"--source names {sorted(unknown)} are not sources of recipe {recipe.name!r}",
             hint=f"its sources are: {', '.join(s.name for s in recipe.sources)}",
         )
+    splits = dict(source_splits or {})
+    if set(splits) - set(overrides):
+        raise MedcurateError(f"--source-split names {sorted(set(splits) - set(overrides))} have no --source NAME=PATH",
+                             hint="--source-split states the split of a file given with --source")
     progress = progress or (lambda description, total: lambda n: None)
     opts = {**(options or {}), "dry_run": dry_run}
     base = builds_root() / recipe.name
@@ -166,7 +171,8 @@ def run_build(
     source_infos, frames, stage_rejects = [], [], {}
     for spec in recipe.sources:
         t0 = time.perf_counter()
-        data = read_source(spec, base_dir=recipe_path.parent, limit=limit, path_override=overrides.get(spec.name))
+        data = read_source(spec, base_dir=recipe_path.parent, limit=limit, path_override=overrides.get(spec.name),
+                           split_override=splits.get(spec.name))
         info = {**data.info, "rows_kept": data.frame.height, "rows_rejected": data.rejected.height,
                 "seconds": round(time.perf_counter() - t0, 3)}
         if data.rejected.height:

@@ -198,7 +198,7 @@ def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> d
         "rows_out": m.get("rows_out"),
         "columns": (m.get("output") or {}).get("columns") or [],
         "versions": m.get("versions") or {},
-        "sources": [_Attr(s) for s in m.get("sources") or []],
+        "sources": [_Attr(_source_provenance(s)) for s in m.get("sources") or []],
         "teacher": _Attr(teacher) if teacher else None,
         "teacher_params": _scalars((teacher or {}).get("params")),
         "steps": steps,
@@ -207,6 +207,19 @@ def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> d
         "dedup": dedup,
         "license": recipe.get("license") or "unknown",
     }
+
+
+def _source_provenance(s: Mapping[str, Any]) -> dict[str, Any]:
+    """A source's row with the file it was read from (name only: no local paths in cards) and its split
+    as recorded; a file given with `--source` and no `--source-split` says "unknown", never "train"."""
+    uri = str(s.get("uri") or "")
+    if uri.startswith("hf://"):
+        where = uri.removeprefix("hf://datasets/")
+    elif s.get("files"):
+        where = f"{Path(uri).name}/ ({len(s['files'])} files)"
+    else:
+        where = Path(uri).name or "—"
+    return {**s, "where": where, "split": s.get("split") or "unknown"}
 
 
 class _Attr(dict):

@@ -43,10 +43,23 @@ def _parse_sources(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _parse_source_splits(values: list[str]) -> dict[str, str]:
+    """`--source-split NAME=SPLIT`: the split a `--source NAME=PATH` file is (default "unknown")."""
+    out = {}
+    for v in values:
+        name, sep, split = v.partition("=")
+        if not sep or not name or not split.strip():
+            raise MedcurateError(f"--source-split {v!r} must look like NAME=SPLIT",
+                                 hint="e.g. --source medqa=data/dev.jsonl --source-split medqa=validation")
+        out[name] = split.strip()
+    return out
+
+
 @app.command()
 def build(
     name: Annotated[str, typer.Argument(help="Recipe name (see `curate recipes`) or path to a recipe YAML.")],
     source: Annotated[list[str], typer.Option("--source", "-s", help="Override a source: NAME=PATH (repeatable).")] = [],  # noqa: B006
+    source_split: Annotated[list[str], typer.Option("--source-split", help="The split of a --source file: NAME=SPLIT (repeatable; default unknown).")] = [],  # noqa: B006
     limit: Annotated[int | None, typer.Option(help="Read only the first N rows of each source.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the build here instead of builds/NAME/<build-id>.")] = None,
     teacher_url: Annotated[list[str], typer.Option("--teacher-url", help="OpenAI-compatible base URL(s), e.g. http://127.0.0.1:8000/v1 (repeatable).")] = [],  # noqa: B006
@@ -76,7 +89,8 @@ def build(
             bars.console.print(f"[green]✓[/] {stage}: kept {kept}, rejected {rej}"
                                + (f" ({meta['seconds']} s)" if meta.get("seconds") is not None else ""))
 
-        result = run_build(name, source_overrides=_parse_sources(source), limit=limit, out=out,
+        result = run_build(name, source_overrides=_parse_sources(source), source_splits=_parse_source_splits(source_split),
+                           limit=limit, out=out,
                            options=options, dry_run=dry_run, progress=progress, on_stage=on_stage)
     m = result.manifest
     if dry_run:

@@ -104,6 +104,9 @@ class SourceSpec(_Strict):
     columns: ColumnMap | None = None
     license: str | None = None
     weight: float = 1.0
+    #: Rows larger than this are rejected at the source (`row_too_large`): one 10 MB question cost 3 GB
+    #: in dedup (issue 10). JSON lines: the line's bytes; CSV / JSON documents: characters.
+    max_row_bytes: int = Field(default=1_000_000, gt=0)
 
     @field_validator("name")
     @classmethod

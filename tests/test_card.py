@@ -77,7 +77,9 @@ def test_provenance_sections_come_from_the_manifest(build: Path) -> None:
     assert "param num_perm: `128`" in card and "stat bands: `16`" in card
     assert "Model: `Qwen/Qwen2.5-72B-Instruct`" in card and "temperature: `0.7`" in card
     assert "sk-live-abcdef123456" not in card  # secrets in teacher params are redacted
-    assert f"| medqa | medqa | — | `{'a' * 16}` | mit | {manifest['rows_in']} |" in card
+    # the file's name (never a local path) and its split: none recorded here, so "unknown", never "train"
+    assert (f"| medqa | medqa | train_subset1030.json | unknown | — | `{'a' * 16}` | mit | {manifest['rows_in']} |"
+            in card)
     assert 'load_dataset("local/medqa-cot", revision="<version>")' in card  # not yet pushed: placeholder
 
 

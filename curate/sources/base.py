@@ -57,6 +57,9 @@ class RawRow:
     obj: Any = None
     where: str = ""  # human location, e.g. "test.jsonl line 12"
     error: Reject | None = None  # set when the row could not even be parsed
+    #: Size of the row as read, for `max_row_bytes`: UTF-8 bytes for line formats (JSON lines, CSV),
+    #: characters for elements of a JSON document; None when unknown (parquet, Hub).
+    size: int | None = None
 
     def text(self) -> str:
         if self.raw is None:
@@ -91,6 +94,10 @@ class ReadContext:
     #: Keep rows without a gold answer (answer null) instead of rejecting them as `unlabelled`:
     #: benchmark test splits read for decontamination.
     allow_unlabelled: bool = False
+    #: True when the split was stated (in the recipe, or by `--source-split` for a `--source` file);
+    #: False when `split` is a default ("train" from the recipe model, "unknown" for a `--source` file),
+    #: which an adapter may refine from the file (MMLU's `_test.csv` suffix).
+    split_stated: bool = True
 
 
 class Adapter:
@@ -207,8 +214,12 @@ def as_int(value: Any, name: str) -> int:
 
 
 def options_from(pairs: Iterable[tuple[Any, Any]]) -> list[dict[str, str]]:
-    """Canonical options from (label, text) pairs; labels are stripped strings."""
-    return [{"label": str(k).strip(), "text": "" if v is None else str(v)} for k, v in pairs]
+    """Canonical options from (label, text) pairs; labels are stripped strings.
+
+    Called once per row: strings (the usual case) skip the `str()` call.
+    """
+    return [{"label": (k if type(k) is str else str(k)).strip(),
+             "text": v if type(v) is str else ("" if v is None else str(v))} for k, v in pairs]
 
 
 def lettered(texts: Iterable[Any]) -> list[dict[str, str]]:
@@ -228,8 +239,62 @@ def match_label(answer: Any, options: list[dict[str, str]], what: str = "answer"
     for o in options:
         if o["label"].casefold() == key.casefold():
             return o["label"]
+    prefixed = prefixed_label(answer, options, what)
+    if prefixed is not None:
+        return prefixed
     labels = ", ".join(o["label"] for o in options) or "none"
     raise Reject("answer_not_in_options", f"{what} {answer!r} is not an option label (labels: {labels})")
+
+
+#: "A. text", "A) text", "(A) text", "A: text", "[A] text" - a letter label written before an option or answer.
+_LETTER_PREFIX = re.compile(r"\s*[(\[]?([A-Za-z])\s*[.):\]] ?(.*)", re.DOTALL)  # one space: the rest is the text
+
+
+def prefixed_label(answer: Any, options: list[dict[str, str]], what: str) -> str | None:
+    """The label of an answer written `B. text` (or `(B) text`, `B)`), when B is a label and the text,
+    if any, is B's text; `answer_text_mismatch` when the text is another option's. None: not that form."""
+    m = _LETTER_PREFIX.fullmatch(str(answer)) if isinstance(answer, str) else None
+    if m is None:
+        return None
+    label = next((o for o in options if o["label"].casefold() == m.group(1).casefold()), None)
+    if label is None:
+        return None
+    body = m.group(2)
+    if body.strip() and canon(body) != canon(label["text"]):
+        raise Reject("answer_text_mismatch", f"{what} {str(answer)[:120]!r} names option {label['label']} "
+                                             f"but its text is {label['text'][:120]!r}")
+    return label["label"]
+
+
+def options_from_list(texts: Iterable[Any]) -> list[dict[str, str]]:
+    """Options from a list of texts, labelled A, B, C, ...; when every text starts with its own letter
+    in order (`"A. ..."`, `"B) ..."`, `"(C) ..."`), as converted datasets often write them, the prefix is
+    the label and is removed from the text. Texts that merely start with a letter and a dot (`"E. coli"`)
+    are kept whole unless the whole list runs A, B, C, ... in order."""
+    texts = list(texts)
+    if len(texts) > len(LETTERS):
+        raise Reject("malformed_row", f"{len(texts)} options; at most {len(LETTERS)} are supported")
+    matches = [_LETTER_PREFIX.fullmatch(t) if isinstance(t, str) else None for t in texts]
+    if len(texts) > 1 and all(m is not None and m.group(1).upper() == LETTERS[i] for i, m in enumerate(matches)):
+        texts = [m.group(2) for m in matches]  # type: ignore[union-attr]
+    return options_from(zip(LETTERS, texts, strict=False))
+
+
+def match_answer(answer: Any, options: list[dict[str, str]], what: str = "answer") -> str:
+    """The label of a gold answer given as text: an option's text, a label (`B`), or both (`B. text`)."""
+    try:
+        return match_text(answer, options, what)
+    except Reject as first:
+        if first.reason != "answer_not_in_options" or not isinstance(answer, str):
+            raise
+        prefixed = prefixed_label(answer, options, what)
+        if prefixed is not None:
+            return prefixed
+        bare = answer.strip()
+        hit = next((o["label"] for o in options if o["label"].casefold() == bare.casefold()), None) if bare else None
+        if hit is None:
+            raise
+        return hit
 
 
 def match_text(answer: Any, options: list[dict[str, str]], what: str = "answer") -> str:

@@ -10,9 +10,11 @@ Mapping (`curate.recipe.ColumnMap`); a column name may be a dotted path into nes
 - `options`: several columns, one option each (labels A, B, ... or `option_labels`; a blank or
   missing cell means "no such option"), or one column holding a list of texts, a list of
   `{label, text}` / `{key, value}` objects, or a `{label: text}` object (JSON text in a CSV cell
-  is parsed);
-- `answer` with `answer_format`: `label` (matched trimmed, case-insensitive), `index0`, `index1`, or
-  `text` (must equal one option's text after whitespace/case normalisation); an answer that matches
+  is parsed); in a list of texts, letter prefixes written in order (`"A. ..."`, `"B) ..."`) become
+  the labels;
+- `answer` with `answer_format`: `label` (matched trimmed, case-insensitive; `"B. text"` too), `index0`,
+  `index1`, or `text` (one option's text after whitespace/case normalisation, or `"B"` / `"B. text"`
+  naming it); an answer that matches
   no option is rejected as `answer_not_in_options`;
 - `task`: default `mcq` when options are mapped, else `open_qa` (answer = the gold text). For
   `yes_no_maybe` the options are always yes/no/maybe and the answer must resolve to one of them.
@@ -37,10 +39,11 @@ from curate.sources.base import (
     ReadContext,
     Reject,
     get_path,
+    match_answer,
     match_index,
     match_label,
-    match_text,
     options_from,
+    options_from_list,
     register_adapter,
     require,
     text_of,
@@ -138,7 +141,9 @@ class Generic(Adapter):
                     raise Reject("malformed_row", "option objects need label/text (or key/value) fields",
                                  field=self.cm.options)
                 return options_from((v.get("label", v.get("key")), v.get("text", v.get("value"))) for v in value)
-            labels = self.cm.option_labels or LETTERS
+            if not self.cm.option_labels:
+                return options_from_list(value)  # A, B, ...; "A. text" prefixes become the labels
+            labels = self.cm.option_labels
             if len(value) > len(labels):
                 raise Reject("malformed_row", f"{len(value)} options but only {len(labels)} labels",
                              field=self.cm.options)
@@ -154,7 +159,7 @@ class Generic(Adapter):
             return match_index(raw, options, 0)
         if fmt == "index1":
             return match_index(raw, options, 1)
-        return match_text(raw, options)
+        return match_answer(raw, options)  # the option's text, its label, or "B. text"
 
     def convert(self, obj: Any) -> dict[str, Any]:
         self.rows += 1

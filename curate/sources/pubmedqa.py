@@ -8,7 +8,11 @@ Layouts read:
   (`test_ground_truth.json`: PMID -> yes/no/maybe). When the sibling exists its label is used; if an
   entry also has its own `final_decision` and the two differ the row is rejected (`label_conflict`);
 - the Hub's `qiaojin/PubMedQA` (`pqa_labeled`, `pqa_artificial`): `pubid`, `question`,
-  `context` {`contexts`, `labels`, `meshes`}, `long_answer`, `final_decision`.
+  `context` {`contexts`, `labels`, `meshes`}, `long_answer`, `final_decision`;
+- converted layouts found in the wild (issue 11), as JSON lines (a `.jsonl` file is always read as
+  JSON lines), a JSON array or parquet: `question` + `context` / `passage` / `abstract` (text or list)
+  + `final_decision` / `answer` / `label` (yes/no/maybe, or a one-element list as in BigBio), with
+  an optional id (`pubid`, `pmid`, `id`, ...; else the row number) and `long_answer`.
 
 Record: question; context = the abstract's sections, one per line, each prefixed with its label
 (`RESULTS: ...`) when labels are given; options are `yes`, `no`, `maybe` (label and text are the
@@ -24,18 +28,20 @@ from typing import Any
 
 from curate.errors import InputError
 from curate.sources.base import Adapter, RawRow, Reject, register_adapter, require, text_of
-from curate.sources.files import iter_json_records, load_json, read_nonempty
+from curate.sources.files import iter_json_records, load_json
+from curate.sources.jsonstream import JsonCursor, JsonSyntaxError
+from curate.sources.readers import item_row, open_read, sniff_json, syntax_error
 
 CHOICES = ("yes", "no", "maybe")
+_ID_KEYS = ("pubid", "pmid", "PMID", "pubmed_id", "id", "document_id")
+_CONTEXT_KEYS = ("context", "contexts", "CONTEXTS", "passage", "passages", "abstract")
+_ANSWER_KEYS = ("final_decision", "answer", "label", "decision")
+
+
+def _first_key(obj: Mapping[str, Any], keys: tuple[str, ...], default: str) -> str:
+    """The first of `keys` the row has (for the `missing_field` reject: `default`)."""
+    return next((k for k in keys if k in obj), default)
 OPTIONS = [{"label": c, "text": c} for c in CHOICES]
-
-
-class _Pairs(dict):
-    """A JSON object that also remembers its key/value pairs in order, duplicates included."""
-
-    def __init__(self, pairs: list[tuple[str, Any]]):
-        super().__init__(pairs)
-        self.pairs = pairs
 
 
 def _ground_truth(path: Path) -> dict[str, Any] | None:
@@ -54,28 +60,35 @@ def _ground_truth(path: Path) -> dict[str, Any] | None:
 class PubMedQA(Adapter):
     name = "pubmedqa"
     description = "PubMedQA ori_pqal.json-style dict by PMID (+ *_ground_truth.json), or qiaojin/PubMedQA"
-    folder_glob = "*.json"
+    folder_glob = ("*.json", "*.jsonl")
 
     def read_file(self, path: Path) -> Iterator[RawRow]:
         if path.name.endswith("_ground_truth.json"):
             return iter(())  # read together with its questions file
-        data = read_nonempty(path)
-        if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"{":
-            return iter_json_records(path, data)  # a list / JSON lines of Hub-style rows
-        doc = load_json(path, data, object_pairs_hook=_Pairs)
-        if isinstance(doc.get("data"), list):
-            return iter_json_records(path, data)
-        truth = _ground_truth(path)
-        return self._entries(path, doc, truth)
+        if path.suffix.lower() in (".jsonl", ".ndjson") or sniff_json(path) != "object":
+            return iter_json_records(path)  # JSON lines / a list of Hub-style or converted rows
+        return self._entries(path, _ground_truth(path))
 
-    def _entries(self, path: Path, doc: _Pairs, truth: dict[str, Any] | None) -> Iterator[RawRow]:
-        for pmid, entry in doc.pairs:
-            obj: Any = entry
-            if isinstance(entry, Mapping):
-                obj = dict(entry, _pmid=pmid)
-                if truth is not None:
-                    obj["_truth"] = truth.get(pmid)
-            yield RawRow(obj=obj, where=f"{path.name} PMID {pmid}")  # raw text: the entry + its _pmid
+    def _entries(self, path: Path, truth: dict[str, Any] | None) -> Iterator[RawRow]:
+        """The PMID-keyed object read entry by entry (duplicate PMIDs are kept, in file order)."""
+        with open_read(path) as fh:
+            try:
+                cur = JsonCursor(fh)
+                for pmid in cur.members():
+                    if pmid == "data" and cur.peek() == "[":  # {"data": [...]}: a list of rows
+                        for i, item in enumerate(cur.elements(), 1):
+                            yield item_row(path, item, f"{path.name} data record {i}")
+                        continue
+                    row = item_row(path, cur.item(), f"{path.name} PMID {pmid}")
+                    if row.error is None and isinstance(row.obj, Mapping):
+                        row.obj = dict(row.obj, _pmid=pmid)  # raw text: the entry + its _pmid
+                        if truth is not None:
+                            row.obj["_truth"] = truth.get(pmid)
+                    yield row
+                if not cur.at_end():
+                    raise cur.error("extra data after the JSON document")
+            except JsonSyntaxError as err:
+                raise syntax_error(path, err) from None
 
     def convert(self, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, Mapping):
@@ -84,13 +97,16 @@ class PubMedQA(Adapter):
             pmid, question = obj["_pmid"], require(obj, "QUESTION")
             contexts, labels = require(obj, "CONTEXTS"), obj.get("LABELS")
             explanation, decision_field = obj.get("LONG_ANSWER"), "final_decision"
-        else:  # Hub layout
-            pmid, question = require(obj, "pubid"), require(obj, "question")
-            ctx = require(obj, "context")
-            if not isinstance(ctx, Mapping):
-                raise Reject("malformed_row", "field 'context' must be an object with 'contexts'", field="context")
-            contexts, labels = require(ctx, "contexts"), ctx.get("labels")
-            explanation, decision_field = obj.get("long_answer"), "final_decision"
+        else:  # the Hub layout, or a converted one (question + passage/context + yes/no answer)
+            pmid = next((obj[k] for k in _ID_KEYS if obj.get(k) is not None), None)
+            question = require(obj, _first_key(obj, ("question", "QUESTION"), "question"))
+            ctx = require(obj, _first_key(obj, _CONTEXT_KEYS, "context"))
+            if isinstance(ctx, Mapping):
+                contexts, labels = require(ctx, "contexts"), ctx.get("labels")
+            else:
+                contexts, labels = ctx, obj.get("labels") or obj.get("LABELS")
+            explanation = next((obj[k] for k in ("long_answer", "LONG_ANSWER") if obj.get(k) is not None), None)
+            decision_field = _first_key(obj, _ANSWER_KEYS, "final_decision")
         if isinstance(contexts, str):
             contexts = [contexts]
         if not isinstance(contexts, list):
@@ -110,11 +126,13 @@ class PubMedQA(Adapter):
                              f"final_decision {own!r} differs from the ground-truth file's {decision!r}")
         else:
             decision = require(obj, decision_field)
+        if isinstance(decision, list) and len(decision) == 1:  # BigBio QA: answer ["yes"]
+            decision = decision[0]
         answer = str(decision).strip().lower()
         if answer not in CHOICES:
             raise Reject("answer_not_in_options", f"final_decision {decision!r} is not yes, no or maybe")
         return {
-            "source_id": str(pmid),
+            "source_id": None if pmid is None else str(pmid),
             "task": "yes_no_maybe",
             "question": str(question),
             "context": context,
