@@ -45,6 +45,18 @@ class SourceSpec(_Strict):
     columns: ColumnMap | None = None
     license: str | None = None
     weight: float = 1.0
+    #: The Aloe sub-task of this source's rows (curate.record.SUBTASKS); rows an adapter labels
+    #: itself (MedQuAD qtype, MedInstruct type) keep their own label. Default: derived from `task`.
+    subtask: str | None = None
+
+    @field_validator("subtask")
+    @classmethod
+    def _subtask(cls, value: str | None) -> str | None:
+        from curate.record import SUBTASKS
+
+        if value is not None and value not in SUBTASKS:
+            raise ValueError(f"unknown subtask {value!r}; known: {', '.join(SUBTASKS)}")
+        return value
 
     @model_validator(mode="after")
     def _where(self) -> SourceSpec:

@@ -36,6 +36,7 @@ from curate.sources.base import (
     Reject,
     SourceData,
     register_adapter,
+    subtask_of,
 )
 from curate.sources.files import files_sha256, load_hub, resolve_files
 
@@ -159,6 +160,7 @@ def read_source(
         rec["source_id"] = sid
         rec["source"] = spec.name
         rec.setdefault("source_split", split)
+        rec["subtask"] = subtask_of(rec, spec)
         records.append(rec)
     adapter.finish()
 
