@@ -16,3 +16,151 @@ def test_turns_enter_the_id_only_when_present() -> None:
     frame = to_frame([{**base, "task": "open_qa"}, {**base, "task": "dialogue", "turns": longer}])
     assert frame["id"].to_list() == [record_id(**base), record_id(**base, turns=longer)]
     assert with_ids(frame.with_columns(pl.lit(None).alias("id")))["id"].equals(frame["id"])
+
+
+# --- formats on the real files (shared/data/instruct, dialogue, chat-formats) ---------------------------
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import xml.etree.ElementTree as ET  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from curate.recipe import SourceSpec  # noqa: E402
+from curate.sources import SourceData, read_source  # noqa: E402
+
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
+
+
+def read(fmt: str, path: Path, **kw: object) -> SourceData:
+    d = read_source(SourceSpec(name="s", format=fmt, path=str(path), **kw), base_dir=path.parent)
+    assert d.info["rows"] == d.frame.height + d.rejected.height
+    assert d.rejected["reason"].null_count() == 0 and (d.rejected["detail"].str.len_chars() > 0).all()
+    return d
+
+
+def roles(frame: pl.DataFrame) -> list[list[str]]:
+    return frame["turns"].list.eval(pl.element().struct.field("role")).to_list()
+
+
+@pytest.mark.parametrize(("fmt", "rel", "key", "role_key", "role_map"), [
+    ("sharegpt", "chat-formats/fastchat/dummy_conversation.json", "conversations", "from", SHAREGPT_ROLES),
+    ("ultramedical", "instruct/ultramedical/examples.json", "conversations", "from", SHAREGPT_ROLES),
+    ("ultramedical", "instruct/ultramedical/medqa_outputs.json", "conversations", "from", SHAREGPT_ROLES),
+    ("messages", "chat-formats/llama-factory/kto_en_demo.json", "messages", "role", {}),
+])
+def test_chat_formats_keep_every_turn_and_role(data_dir: Path, fmt: str, rel: str, key: str, role_key: str,
+                                               role_map: dict[str, str]) -> None:
+    raw = json.loads((data_dir / rel).read_text(encoding="utf-8"))
+    d = read(fmt, data_dir / rel)
+    assert d.frame.height == len(raw) and d.rejected.height == 0
+    assert roles(d.frame) == [[role_map.get(t[role_key], t[role_key]) for t in r[key]] for r in raw]
+    contents = d.frame["turns"].list.eval(pl.element().struct.field("content")).to_list()
+    assert contents == [[t["value" if role_key == "from" else "content"] for t in r[key]] for r in raw]
+    assert d.frame["answer"].to_list() == [r[key][-1]["value" if role_key == "from" else "content"] for r in raw]
+    n_user = Counter(sum(1 for t in r[key] if role_map.get(t[role_key], t[role_key]) == "user") > 1 for r in raw)
+    assert (d.frame["task"] == "dialogue").sum() == n_user[True]
+
+
+def test_fastchat_turn_counts_and_ultramedical_subtasks(data_dir: Path) -> None:
+    d = read("sharegpt", data_dir / "chat-formats/fastchat/dummy_conversation.json")
+    assert Counter(d.frame["turns"].list.len().to_list()) == {2: 167, 4: 166, 6: 167}  # README: 167/166/167
+    u = read("ultramedical", data_dir / "instruct/ultramedical/examples.json")
+    assert Counter(u.frame["subtask"].to_list()) == {"open_qa": 25, "mcq": 20, "qa_with_context": 5}
+    assert u.frame["subject"].n_unique() == 10  # 10 origin datasets, 5 rows each
+
+
+def test_sharegpt_system_turns(tmp_path: Path) -> None:
+    rows = [{"id": "a", "system": "You are a nurse.", "conversations": [
+                {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
+            {"id": "b", "conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Q"},
+                                          {"from": "gpt", "value": "A"}, {"from": "human", "value": "Q2"},
+                                          {"from": "gpt", "value": "A2"}]},
+            {"id": "c", "conversations": [{"from": "human", "value": "Q"}]},
+            {"id": "d", "conversations": [{"from": "human", "value": "Q"}, {"from": "gpt", "value": " "}]}]
+    (tmp_path / "c.json").write_text(json.dumps(rows))
+    d = read("sharegpt", tmp_path / "c.json")
+    assert roles(d.frame) == [["system", "user", "assistant"], ["system", "user", "assistant", "user", "assistant"]]
+    assert d.frame["task"].to_list() == ["open_qa", "dialogue"] and d.frame["question"].to_list() == ["Hi", "Q"]
+    assert d.rejected["reason"].to_list() == ["no_assistant_reply", "empty_turn"]
+
+
+def test_alpaca_files(data_dir: Path) -> None:
+    for rel in ("chat-formats/llms-from-scratch/instruction-data.json",
+                "safety/medsafetybench/ft_safety_med_n100.json"):
+        raw = json.loads((data_dir / rel).read_text(encoding="utf-8"))
+        d = read("alpaca", data_dir / rel)
+        assert d.frame.height == len(raw) and d.frame["turns"].list.len().sum() == 0
+        assert d.frame["answer"].to_list() == [r["output"] for r in raw]
+        assert d.frame["context"].null_count() == sum(1 for r in raw if not r["input"].strip())
+
+
+def test_chatdoctor_is_system_user_assistant(data_dir: Path) -> None:
+    path = data_dir / "dialogue/chatdoctor/genmedgpt5k_first4000.json"
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    d = read("chatdoctor", path)
+    assert d.frame.height == 4000 and set(map(tuple, roles(d.frame))) == {("system", "user", "assistant")}
+    assert d.frame["question"].to_list() == [r["input"] for r in raw]
+    assert set(d.frame["subtask"]) == {"dialogue"}
+
+
+def test_medinstruct_seed_has_no_answers_and_test_uses_gpt4(data_dir: Path) -> None:
+    seed = read("medinstruct", data_dir / "instruct/medinstruct/med_seed.json")
+    assert seed.frame.height == 0 and Counter(seed.rejected["reason"]) == {"no_reference_answer": 167}
+    test = read("medinstruct", data_dir / "instruct/medinstruct/MedInstruct-test.jsonl")
+    assert test.frame.height == 216 and test.frame["source_id"].n_unique() == 216
+    first = json.loads((data_dir / "instruct/medinstruct/MedInstruct-test.jsonl").read_text().splitlines()[0])
+    assert test.frame["answer"][0] == first["gpt-4-answer"]
+
+
+def test_medquad_both_schemas_and_removed_answers(data_dir: Path) -> None:
+    folder = data_dir / "instruct/medquad"
+    d = read("medquad", folder)
+    per_folder = Counter(s.split("/")[0] for s in d.frame["source_id"])
+    assert per_folder == {"NINDS": 1104, "NIHSeniorHealth": 769}  # README pair counts
+    assert Counter(d.rejected["reason"]) == {"answer_removed": 792}  # every MPlusHerbsSupplements pair
+    old = ET.parse(folder / "6_NINDS_QA/0000007.xml").getroot()  # the lower-case schema
+    qs = [q.text for q in old.iter("question")]
+    assert d.frame.filter(pl.col("source_id").str.starts_with("NINDS/0000007-"))["question"].to_list() == qs
+    assert {"treatment", "diagnosis", "open_qa"} <= set(d.frame["subtask"])
+    assert d.frame["answer"].str.contains("\n").any()  # raw answer structure is kept by the reader
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_dialogue_to_note_keeps_speaker_lines(data_dir: Path) -> None:
+    folder = data_dir / "dialogue/mts-dialog"
+    raw = _csv(folder / "MTS-Dialog-TrainingSet.csv") + _csv(folder / "MTS-Dialog-ValidationSet.csv")
+    d = read("mts-dialog", folder)
+    assert d.frame.height == 1301 and d.frame["source_id"].n_unique() == 1301
+    def speaker_lines(text: str) -> list[str]:
+        return [ln.strip() for ln in text.splitlines() if ln.strip()]
+
+    assert sorted(map(speaker_lines, d.frame["question"])) == sorted(speaker_lines(r["dialogue"]) for r in raw)
+    assert set(d.frame["subtask"]) == {"note_generation"} and "history of present illness" in set(d.frame["subject"])
+    for rel, n in (("dialogue/aci-bench/train.csv", 67), ("dialogue/aci-bench/valid.csv", 20),
+                   ("dialogue/aci-bench/valid.json", 20)):
+        a = read("aci-bench", data_dir / rel)
+        assert a.frame.height == n and a.frame["answer"].str.contains("\n\n").all()  # note sections kept
+    csv_valid = read("aci-bench", data_dir / "dialogue/aci-bench/valid.csv").frame.sort("source_id")
+    json_valid = read("aci-bench", data_dir / "dialogue/aci-bench/valid.json").frame.sort("source_id")
+    assert csv_valid["source_id"].equals(json_valid["source_id"])
+
+
+def test_counsel_chat_keeps_the_best_answer(data_dir: Path) -> None:
+    path = data_dir / "dialogue/counsel-chat/20200325_counsel_chat_train.csv"
+    raw = _csv(path)
+    d = read("counsel-chat", path)
+    assert d.frame.height == 695 and Counter(d.rejected["reason"]) == {"not_best_answer": 1839 - 695}
+    best = {}
+    for r in raw:
+        q = r["questionID"]
+        if q not in best or int(r["upvotes"]) > int(best[q]["upvotes"]):
+            best[q] = r
+    assert dict(zip(d.frame["source_id"], d.frame["answer"], strict=True)) == {
+        q: r["answerText"] for q, r in best.items()}
