@@ -164,3 +164,69 @@ def test_counsel_chat_keeps_the_best_answer(data_dir: Path) -> None:
             best[q] = r
     assert dict(zip(d.frame["source_id"], d.frame["answer"], strict=True)) == {
         q: r["answerText"] for q, r in best.items()}
+
+
+# --- cleaning (clean step, normalize keeps structure) -------------------------------------------------
+
+from curate.steps import BuildContext, get_step  # noqa: E402
+
+
+def run_step(name: str, frame: pl.DataFrame, **params: object):  # noqa: ANN201
+    result = get_step(name)(params).apply(frame, BuildContext(recipe_name="t", work_dir=Path("/tmp")))
+    assert result.kept.height + result.rejected.height == frame.height
+    assert result.rejected["reason"].null_count() == 0
+    return result
+
+
+def test_clean_repairs_mojibake_in_chatdoctor_turns(data_dir: Path) -> None:
+    frame = read("chatdoctor", data_dir / "dialogue/chatdoctor/genmedgpt5k_first4000.json").frame
+    broken = frame["question"].str.contains("â€™")
+    assert broken.sum() > 0  # real mojibake in the file
+    r = run_step("clean", frame)
+    fixed = r.kept.filter(broken)
+    assert fixed["question"].str.contains("’").all() and not r.kept["question"].str.contains("â€™").any()
+    user_turns = r.kept["turns"].list.get(1).struct.field("content")
+    assert user_turns.equals(r.kept["question"], check_names=False)  # turns repaired like the question
+    assert r.stats["rows_repaired"]["question"] >= int(broken.sum())
+
+
+def test_clean_leaves_code_and_latex_alone(data_dir: Path) -> None:
+    frame = read("messages", data_dir / "chat-formats/llama-factory/kto_en_demo.json").frame
+    r = run_step("clean", frame)
+    assert r.rejected.height == 0
+    before = frame["turns"].list.eval(pl.element().struct.field("content")).explode()
+    after = r.kept["turns"].list.eval(pl.element().struct.field("content")).explode()
+    code = before.str.contains("<br />") | before.str.contains(r"\\end\{array\}")
+    assert code.sum() >= 2 and after.filter(code).equals(before.filter(code))
+
+
+def test_clean_rejects_irrelevant_and_empty_rows(tmp_path: Path) -> None:
+    rows = [{"task": "open_qa", "question": "Q1", "answer": "No abstract available.", "options": []},
+            {"task": "open_qa", "question": "[Erratum in: J Med 2001]", "answer": "x", "options": []},
+            {"task": "open_qa", "question": "Q3", "answer": "A real answer &amp; more\\nlines", "options": []},
+            {"task": "open_qa", "question": "Q4", "answer": "  ", "options": []},
+            {"task": "open_qa", "question": "Q5", "answer": "Is there no abstract available for X?", "options": []},
+            {"task": "open_qa", "question": "Q6", "answer": "custom junk", "options": []}]
+    r = run_step("clean", to_frame(rows))
+    assert dict(zip(r.rejected["question"], r.rejected["reason"], strict=True)) == {
+        "Q1": "irrelevant_text", "[Erratum in: J Med 2001]": "irrelevant_text", "Q4": "empty_answer"}
+    assert r.kept.filter(pl.col("question") == "Q3")["answer"][0] == "A real answer & more\nlines"
+    (tmp_path / "mine.txt").write_text("# my list\nCustom junk!\n")
+    r2 = run_step("clean", to_frame(rows), irrelevant_lists=[str(tmp_path / "mine.txt")])
+    assert sorted(r2.rejected["question"]) == ["Q4", "Q6"]
+
+
+def test_normalize_keeps_lines_and_paragraphs(data_dir: Path) -> None:
+    mts = read("mts-dialog", data_dir / "dialogue/mts-dialog/MTS-Dialog-TrainingSet.csv").frame
+    aci = read("aci-bench", data_dir / "dialogue/aci-bench/train.csv").frame
+    quad = read("medquad", data_dir / "instruct/medquad/6_NINDS_QA").frame
+    for frame in (mts, aci, quad):
+        out = run_step("normalize", frame, strip_urls=False).kept  # a URL alone on a line would go
+        lines_in = frame["question"].str.count_matches("\n\\s*\\S") + frame["answer"].str.count_matches("\n\\s*\\S")
+        lines_out = out["question"].str.count_matches("\n") + out["answer"].str.count_matches("\n")
+        assert lines_out.sum() > 0 and (lines_out >= lines_in).all()
+        assert not out["answer"].str.contains("  |\t| \n|\n |\n\n\n").any()  # only spacing runs collapse
+    notes = run_step("normalize", aci).kept["answer"]
+    assert notes.str.count_matches("\n\n").equals(aci["answer"].str.count_matches("\n\n"))  # paragraphs survive
+    flat = run_step("normalize", mts, keep_line_breaks=False).kept
+    assert not flat["question"].str.contains("\n").any()
