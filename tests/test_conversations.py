@@ -230,3 +230,40 @@ def test_normalize_keeps_lines_and_paragraphs(data_dir: Path) -> None:
     assert notes.str.count_matches("\n\n").equals(aci["answer"].str.count_matches("\n\n"))  # paragraphs survive
     flat = run_step("normalize", mts, keep_line_breaks=False).kept
     assert not flat["question"].str.contains("\n").any()
+
+
+# --- dedup per task -----------------------------------------------------------------------------------
+
+
+def test_dedup_uses_the_aloe_settings_per_task(data_dir: Path) -> None:
+    chats = read("sharegpt", data_dir / "chat-formats/fastchat/dummy_conversation.json").frame
+    quad = read("medquad", data_dir / "instruct/medquad").frame
+    frame = pl.concat([chats, quad], how="diagonal_relaxed")
+    r = run_step("dedup", frame)
+    per = r.stats["per_task"]
+    assert (per["dialogue"]["key"], per["dialogue"]["threshold"]) == ("turns", 0.77)
+    assert (per["open_qa"]["ngram"], per["open_qa"]["bands"], per["open_qa"]["rows"],
+            per["open_qa"]["threshold"]) == (5, 14, 8, 0.72)
+    # FastChat's dummy dialogues repeat the same identity exchanges: many go, each with the kept id
+    gone = r.rejected.filter(pl.col("task") == "dialogue")
+    assert gone.height > 50 and gone["detail"].str.len_chars().min() >= 16
+    kept_ids = set(r.kept["id"])
+    assert set(gone["detail"].str.slice(0, 16)) <= kept_ids
+    # a dialogue is only compared with dialogues, on its turns: a copy that differs in one word of a
+    # long answer turn stays a duplicate; the same first question with other replies does not
+    row = chats.filter(pl.col("turns").list.len() == 6).row(0, named=True)
+    turns = [dict(t) for t in row["turns"]]
+    edited = [*turns[:-1], {"role": "assistant", "content": turns[-1]["content"] + " Indeed."}]
+    other = [turns[0], {"role": "assistant", "content": "Something else entirely, said at length here."},
+             {"role": "user", "content": "A different follow-up question about the weather today?"},
+             {"role": "assistant", "content": "It is sunny with a light breeze and no rain expected."}]
+    small = to_frame([{"task": "dialogue", "question": row["question"], "answer": t[-1]["content"],
+                       "options": [], "turns": t} for t in (turns, edited, other)])
+    r2 = run_step("dedup", small, exact=False)
+    assert r2.rejected["turns"].to_list() == [edited]
+
+
+def test_dedup_mcq_keeps_its_tuned_settings() -> None:
+    r = run_step("dedup", to_frame([{"task": "mcq", "question": "Q?", "options": [{"label": "A", "text": "x"}],
+                                     "answer": "A"}]))
+    assert (r.stats["ngram"], r.stats["threshold"]) == (2, 0.5) and "per_task" not in r.stats
