@@ -2,7 +2,7 @@
 
 Rows: the real open-ended files in ../shared/data (MedQuAD, ChatDoctor, every CounselChat answer,
 MedInstruct test, MTS-Dialog, LLMs-from-scratch Alpaca, FastChat and LLaMA-Factory chats), read with our
-adapters, optionally capped with --rows. Each row goes to its task's settings group (dedup `per_task`
+adapters (--rows N: a seeded sample of N of them). Each row goes to its task's settings group (dedup `per_task`
 defaults: word 5-grams, 14 bands x 8 rows, 0.72 on question + context + answer; 0.77 on speaker-joined
 turns for dialogues).
 
@@ -54,7 +54,7 @@ def load_rows(limit: int | None) -> pl.DataFrame:
                                 "question": cc["questionText"], "answer": cc["answerText"]}))
     frame = pl.concat(frames, how="diagonal_relaxed").with_row_index("_i")
     frame = frame.with_columns(pl.col("options").fill_null([]))
-    return frame.head(limit) if limit else frame
+    return frame.sample(n=limit, seed=0).sort("_i") if limit and limit < frame.height else frame
 
 
 def raw_text(row: dict) -> str:

@@ -267,3 +267,59 @@ def test_dedup_mcq_keeps_its_tuned_settings() -> None:
     r = run_step("dedup", to_frame([{"task": "mcq", "question": "Q?", "options": [{"label": "A", "text": "x"}],
                                      "answer": "A"}]))
     assert (r.stats["ngram"], r.stats["threshold"]) == (2, 0.5) and "per_task" not in r.stats
+
+
+# --- templates ----------------------------------------------------------------------------------------
+
+from curate.templates import TABLE  # noqa: E402
+
+
+def test_template_table_covers_the_subtasks() -> None:
+    from curate.record import SUBTASKS
+
+    assert set(SUBTASKS) <= set(TABLE) and len(TABLE) >= 12
+    for key, items in TABLE.items():
+        assert len(items) >= 5 and len({t.text for t in items}) == len(items), key
+
+
+def test_template_keeps_turns_and_templates_the_first_user_turn(data_dir: Path) -> None:
+    chats = read("sharegpt", data_dir / "chat-formats/fastchat/dummy_conversation.json").frame
+    out = run_step("template", chats, system_prompt="Be kind.").kept
+    for turns, msgs in zip(out["turns"].to_list(), out["messages"].to_list(), strict=True):
+        assert [m["role"] for m in msgs] == ["system"] + [t["role"] for t in turns]
+        assert msgs[1]["content"].count(turns[0]["content"]) == 1
+        assert msgs[2:] == turns[1:]  # every later turn untouched
+    doc = read("chatdoctor", data_dir / "dialogue/chatdoctor/genmedgpt5k_first4000.json").frame.head(200)
+    out = run_step("template", doc, system_prompt="ignored: the row has its own").kept
+    assert all(m[0] == t[0] and len(m) == 3 for m, t in zip(out["messages"].to_list(), out["turns"].to_list(),
+                                                            strict=True))
+    used = {k.split(":")[0] for k in run_step("template", doc).stats["templates_used"]}
+    assert used == {"dialogue"}
+
+
+def test_template_asks_for_reasons_only_when_the_target_has_them(data_dir: Path) -> None:
+    medqa = read("medqa", data_dir / "medqa/test.jsonl").frame  # no explanations
+    r = run_step("template", medqa)
+    assert r.stats["explaining_templates_used"] == 0 and len(r.stats["templates_used"]) == 8
+    mmcqa = read("medmcqa", data_dir / "medmcqa/dev_first3683.json").frame.head(1500)
+    with_exp = mmcqa["explanation"].fill_null("").str.strip_chars().str.len_chars() > 0
+    r = run_step("template", mmcqa)
+    asked = r.kept["messages"].list.get(0).struct.field("content").str.contains("explain briefly")
+    assert asked.sum() > 0 and not (asked & ~with_exp).any()
+    assert not run_step("template", mmcqa, include_explanation=False).kept["messages"].list.get(0).struct.field(
+        "content").str.contains("explain briefly").any()
+
+
+def test_template_per_subtask_on_real_rows(data_dir: Path) -> None:
+    mts = read("mts-dialog", data_dir / "dialogue/mts-dialog/MTS-Dialog-TrainingSet.csv").frame.head(300)
+    out = run_step("template", mts).kept
+    users = out["messages"].list.get(0).struct.field("content")
+    assert users.str.contains("history of present illness").any()
+    assert all(q in u for q, u in zip(out["question"], users, strict=True))  # the dialogue follows intact
+    quad = read("medquad", data_dir / "instruct/medquad").frame
+    stats = run_step("template", quad).stats
+    assert {k.split(":")[0] for k in stats["templates_used"]} == {"open_qa", "treatment", "diagnosis"}
+    table = stats["report_tables"][0]
+    assert sum(r[2] for r in table["rows"]) == quad.height
+    again = run_step("template", quad).kept["messages"]
+    assert again.equals(run_step("template", quad).kept["messages"])  # seeded, reproducible

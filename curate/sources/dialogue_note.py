@@ -8,8 +8,8 @@ paragraphs kept), task `summarization`, sub-task `note_generation`.
   note is one section; its header code (GENHX, CC, ...) goes to `subject` as words ("history of present
   illness"), so a template can name the section.
 - ACI-BENCH CSV (dataset, encounter_id, dialogue, note) or JSON ({"data": [{file, src, tgt}]}):
-  a full visit ("[doctor] ...\\n[patient] ...") to a full note; `subject` = the sub-dataset
-  (aci / virtassist / virtscribe; from the CSV, or the JSON `file` suffix).
+  a full visit ("[doctor] ...\\n[patient] ...") to a full note; `subject` stays empty (templates then
+  ask for the whole "clinical note").
 """
 
 from __future__ import annotations
@@ -82,8 +82,6 @@ class ACIBench(Adapter):
     def convert(self, obj: Any) -> dict[str, Any]:
         obj = _mapping(obj)
         if "src" in obj or "tgt" in obj:  # the JSON release
-            file = text_of(obj.get("file")) or ""
-            sid, _, dataset = file.partition("-")
-            return note_record(sid or None, require(obj, "src"), require(obj, "tgt"), dataset or None)
-        return note_record(obj.get("encounter_id"), require(obj, "dialogue"), require(obj, "note"),
-                           text_of(obj.get("dataset")))
+            sid = (text_of(obj.get("file")) or "").partition("-")[0]  # "D2N068-virtassist"
+            return note_record(sid or None, require(obj, "src"), require(obj, "tgt"), None)
+        return note_record(obj.get("encounter_id"), require(obj, "dialogue"), require(obj, "note"), None)

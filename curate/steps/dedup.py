@@ -70,6 +70,20 @@ class TaskDedup(BaseModel):
     bands: int | None = Field(14, ge=1)
     rows: int | None = Field(8, ge=1)
     threshold: float = Field(0.72, gt=0.0, le=1.0)
+    #: Every number counts as the same word, as datatrove's text normalisation does by default
+    #: ("Convert 5 km" ~ "Convert 7 km"); off for MCQ (the default group), where doses and values matter.
+    norm_numbers: bool = True
+
+
+NUMBER = r"\p{N}+(?:[.,\x{066B}]\p{N}+)*"
+
+
+def _zero_numbers(rows: pl.DataFrame) -> pl.DataFrame:
+    msg = pl.element().struct
+    return rows.with_columns(
+        *[pl.col(c).str.replace_all(NUMBER, "0") for c in ("question", "context", "answer")],
+        pl.col("turns").list.eval(pl.struct(msg.field("role"), msg.field("content").str.replace_all(NUMBER, "0"))),
+    )
 
 
 #: The Aloe paper's settings (datatrove MinHash defaults) per task; mcq / yes_no_maybe use the top level.
@@ -206,7 +220,7 @@ def resolve_clusters(n: int, edges: np.ndarray, sims: np.ndarray, rank: np.ndarr
 
 def _default_settings(p: DedupParams) -> TaskDedup:
     return TaskDedup(key="question_answer", ngram=p.ngram, num_perm=p.num_perm, bands=p.bands, rows=p.rows,
-                     threshold=p.threshold)
+                     threshold=p.threshold, norm_numbers=False)
 
 
 def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, alive: np.ndarray,
@@ -219,7 +233,9 @@ def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, ali
     stats = {"key": t.key, "ngram": t.ngram, "ngram_unit": "word", "num_perm": t.num_perm, "bands": bands,
              "rows": rows_per_band, "threshold": t.threshold, "seed": seed, "verify": p.verify,
              "min_option_jaccard": p.min_option_jaccard,
-             "hash": "xxh3-64 words, multiply-shift permutations (curate.minhash)"}
+             "norm_numbers": t.norm_numbers, "hash": "xxh3-64 words, multiply-shift permutations (curate.minhash)"}
+    if t.norm_numbers:
+        rows = _zero_numbers(rows)
     text = rows.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
     sh = shingles(tokenize(text), t.ngram)
     sig = signatures(sh, t.num_perm, seed)
