@@ -30,6 +30,7 @@ from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import pid_alive, sha256_file
 from curate.recipe import Recipe, load_recipe
 from curate.record import conform
+from curate.composition import composition
 from curate.report import render_report
 from curate.resources import recipes_dir
 from curate.steps import BuildContext, StepResult
@@ -241,6 +242,7 @@ def run_build(
         "limit": limit,
         "seed": recipe.seed,
         "versions": _versions(),
+        "composition": composition(frame, steps_meta, opts.get("tokenizer")),
     }
     if dry_run:
         return BuildResult(path=None, manifest=manifest, estimates=estimates)

@@ -323,3 +323,83 @@ def test_template_per_subtask_on_real_rows(data_dir: Path) -> None:
     assert sum(r[2] for r in table["rows"]) == quad.height
     again = run_step("template", quad).kept["messages"]
     assert again.equals(run_step("template", quad).kept["messages"])  # seeded, reproducible
+
+
+# --- recipes, builds, report and card ---------------------------------------------------------------
+
+import yaml  # noqa: E402
+
+from curate.build import run_build  # noqa: E402
+from curate.recipe import load_recipe  # noqa: E402
+
+BUILDS = [  # shipped recipe, source, real file, rows kept at the source
+    ("medquad-sft", "medquad", "instruct/medquad", 1873),
+    ("medinstruct-sft", "medinstruct", "instruct/medinstruct/MedInstruct-test.jsonl", 216),
+    ("chatdoctor-sft", "chatdoctor", "dialogue/chatdoctor/genmedgpt5k_first4000.json", 4000),
+    ("mts-dialog-sft", "mts-dialog", "dialogue/mts-dialog", 1301),
+    ("aci-bench-sft", "aci-bench", "dialogue/aci-bench/valid.json", 20),
+    ("counsel-chat-sft", "counsel-chat", "dialogue/counsel-chat/20200325_counsel_chat_train.csv", 695),
+    ("ultramedical-sft", "ultramedical", "instruct/ultramedical/examples.json", 50),
+    ("alpaca-sft", "data", "chat-formats/llms-from-scratch/instruction-data.json", 1100),
+    ("sharegpt-sft", "data", "chat-formats/fastchat/dummy_conversation.json", 500),
+    ("messages-sft", "data", "chat-formats/llama-factory/kto_en_demo.json", 300),
+]
+
+
+@pytest.mark.parametrize(("recipe", "source", "rel", "kept"), BUILDS)
+def test_shipped_recipe_builds_the_real_file(work: Path, data_dir: Path, recipe: str, source: str, rel: str,
+                                             kept: int) -> None:
+    r, _, _ = load_recipe(recipe)
+    assert [s.name for s in r.sources] == [source] and recipe.removesuffix("-sft") in (source, "alpaca",
+                                                                                           "sharegpt", "messages")
+    res = run_build(recipe, source_overrides={source: str(data_dir / rel)}, out=work / "b")
+    m = res.manifest
+    assert m["sources"][0]["rows_kept"] == kept
+    assert m["rows_in"] == m["rows_out"] + m["rows_rejected"] and m["rows_out"] > 0
+    out = pl.read_parquet(work / "b" / "data")
+    # conversations keep every turn and role; the templated chat has them all after the first user turn
+    multi = out.filter(pl.col("turns").list.len() > 0)
+    for turns, msgs in zip(multi["turns"].to_list(), multi["messages"].to_list(), strict=True):
+        assert [t["role"] for t in turns] == [x["role"] for x in msgs][-len(turns):] and msgs[-1] == turns[-1]
+    comp = m["composition"]
+    assert sum(x["rows"] for x in comp["by_subtask"]) == m["rows_out"] and sum(comp["templates"].values()) == m["rows_out"]
+    for path in (work / "b").glob("rejects/*.parquet"):
+        assert pl.read_parquet(path)["reason"].null_count() == 0
+
+
+def test_mixed_build_reconciles_and_reports_sources_subtasks_templates(work: Path, data_dir: Path) -> None:
+    recipe = {
+        "name": "mixed-sft", "description": "MCQ, open QA, dialogue and summary together.", "license": "other",
+        "sources": [
+            {"name": "medqa", "format": "medqa", "path": str(data_dir / "medqa/train_subset1030.json")},
+            {"name": "medquad", "format": "medquad", "path": str(data_dir / "instruct/medquad/7_SeniorHealth_QA")},
+            {"name": "chats", "format": "sharegpt", "path": str(data_dir / "chat-formats/fastchat/dummy_conversation.json"),
+             "subtask": "general_chat"},
+            {"name": "mts", "format": "mts-dialog", "path": str(data_dir / "dialogue/mts-dialog/MTS-Dialog-ValidationSet.csv")},
+            {"name": "counsel", "format": "counsel-chat",
+             "path": str(data_dir / "dialogue/counsel-chat/20200325_counsel_chat_train.csv")},
+        ],
+        "steps": [{"normalize": {}}, {"clean": {}}, {"validate": {}}, {"dedup": {}}, {"template": {}}],
+    }
+    (work / "mixed.yaml").write_text(yaml.safe_dump(recipe))
+    res = run_build(str(work / "mixed.yaml"), out=work / "b")
+    m = res.manifest
+    assert m["rows_in"] == m["rows_out"] + m["rows_rejected"]
+    by_source = {x["name"]: x for x in m["composition"]["by_source"]}
+    by_subtask = {x["name"]: x["rows"] for x in m["composition"]["by_subtask"]}
+    out = pl.read_parquet(work / "b" / "data")
+    assert {k: v["rows"] for k, v in by_source.items()} == dict(out.group_by("source").len().iter_rows())
+    assert by_subtask == dict(out.group_by("subtask").len().iter_rows())
+    assert {"mcq", "general_chat", "note_generation", "mental_health"} <= set(by_subtask)
+    assert all(v["tokens"] > v["rows"] for v in by_source.values())
+    per_task = m["steps"][[s["name"] for s in m["steps"]].index("dedup")]["stats"]["per_task"]
+    assert set(per_task) == {"open_qa", "dialogue", "summarization"}
+    report = (work / "b" / "report.md").read_text()
+    card = (work / "b" / "README.md").read_text()
+    for text in (report, card):
+        assert "Rows and tokens per source" in text and "Rows and tokens per sub-task" in text
+        assert "| note_generation | 100 |" in text or "note_generation" in text
+    assert "Templates used" in card and "Near-duplicate settings per task" in report
+    # the card's per-sub-task table adds up to the output rows
+    rows = [ln for ln in card.split("Rows and tokens per sub-task")[1].split("###")[0].splitlines() if ln.startswith("| ")]
+    assert f"| **total** | {m['rows_out']} |" in "\n".join(rows)

@@ -13,7 +13,7 @@ the text its background), `subject` = topic, sub-task `mental_health`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,19 @@ class CounselChat(Adapter):
     folder_glob = ("*.csv",)
 
     def read_file(self, path: Path) -> Iterator[RawRow]:
+        return self._best_marked(lambda: read_records(path))
+
+    def read_hub(self, dataset: Any) -> Iterator[RawRow]:
+        """`nbertagnolli/counsel-chat` has the same columns as the CSV."""
+        return self._best_marked(lambda: super(CounselChat, self).read_hub(dataset))
+
+    def _best_marked(self, rows: Callable[[], Iterator[RawRow]]) -> Iterator[RawRow]:
         best: dict[str, tuple[int, int]] = {}  # questionID -> (-upvotes, row): min() is the best
-        for i, row in enumerate(read_records(path), 1):
+        for i, row in enumerate(rows(), 1):
             if row.error is None and isinstance(row.obj, Mapping) and row.obj.get("questionID") is not None:
                 qid = str(row.obj["questionID"])
                 best[qid] = min(best.get(qid, (0, i)), (-_votes(row.obj), i))
-        for i, row in enumerate(read_records(path), 1):
+        for i, row in enumerate(rows(), 1):
             if row.error is None and isinstance(row.obj, Mapping):
                 qid = str(row.obj.get("questionID"))
                 votes, at = best.get(qid, (0, i))

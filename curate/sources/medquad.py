@@ -63,6 +63,16 @@ class MedQuAD(Adapter):
             }
             yield RawRow(raw=dump(obj), obj=obj, where=f"{path.name} pair {pair.get('pid') or i}")
 
+    def read_hub(self, dataset: Any) -> Iterator[RawRow]:
+        """A Hub table of MedQuAD pairs (e.g. lavita/MedQuAD: question_id, question_type, question,
+        answer, question_focus, document_source): columns renamed to the XML reader's keys."""
+        names = {"question_id": "qid", "question_type": "qtype", "question_focus": "focus",
+                 "document_source": "source", "document_id": "document"}
+        for row in super().read_hub(dataset):
+            if isinstance(row.obj, Mapping):
+                row.obj = {names.get(k, k.lower()): v for k, v in row.obj.items()}
+            yield row
+
     def convert(self, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, Mapping):
             raise Reject("malformed_row", f"expected a QA pair, got {type(obj).__name__}")

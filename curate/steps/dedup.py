@@ -353,5 +353,17 @@ class Dedup(Step):
         stats["clusters_with_duplicates"] = int(
             tagged.filter(pl.col("_reason").is_not_null())["dup_cluster"].n_unique()
         )
+        if stats.get("per_task"):
+            groups = ({"default": {k: stats[k] for k in ("key", "ngram", "bands", "rows", "threshold",
+                                                          "norm_numbers", "rows_compared", "candidate_pairs",
+                                                          "verified_pairs")}} if "key" in stats else {})
+            groups |= stats["per_task"]
+            stats["report_tables"] = [{
+                "title": "Near-duplicate settings per task",
+                "header": ["task", "key text", "word n-gram", "bands x rows", "Jaccard threshold", "numbers as 0",
+                           "rows compared", "candidate pairs", "verified pairs"],
+                "rows": [[t, g["key"], g["ngram"], f"{g['bands']} x {g['rows']}", g["threshold"], g["norm_numbers"],
+                          g["rows_compared"], g["candidate_pairs"], g["verified_pairs"]] for t, g in groups.items()],
+            }]
         scores = tagged.select("id", "dup_cluster", pl.Series("dup_similarity", sim[new]))
         return StepResult(kept, rejected, scores=scores, stats=stats)
