@@ -403,3 +403,33 @@ def test_mixed_build_reconciles_and_reports_sources_subtasks_templates(work: Pat
     # the card's per-sub-task table adds up to the output rows
     rows = [ln for ln in card.split("Rows and tokens per sub-task")[1].split("###")[0].splitlines() if ln.startswith("| ")]
     assert f"| **total** | {m['rows_out']} |" in "\n".join(rows)
+
+
+# --- multiple-choice input in the wild: image references, language of the stem ------------------------
+
+
+def test_validate_rejects_stems_that_need_a_missing_image(data_dir: Path) -> None:
+    medqa = read("medqa", data_dir / "medqa/train_subset1030.json").frame  # no image field at all
+    assert "image" not in medqa.columns
+    r = run_step("validate", medqa)
+    img = r.rejected.filter(pl.col("reason") == "needs_image")
+    assert img.height == 47 and img["detail"].str.contains("shown|seen|image|graph|figure|picture").all()
+    made = to_frame([{"task": "mcq", "question": q, "options": [{"label": "A", "text": "x"}, {"label": "B", "text": "y"}],
+                      "answer": "A"} for q in ("Identify the instrument given.", "Name the marked structure.",
+                                               "What is shown in the image?", "Which nerve supplies the deltoid?",
+                                               "Mosaic pattern of bone is seen in radiographic features of:")])
+    r = run_step("validate", made)
+    assert r.rejected["reason"].to_list() == ["needs_image"] * 3 and r.kept.height == 2
+    assert run_step("validate", made, image_phrases=[]).rejected.height == 0
+
+
+def test_langid_judges_the_stem_not_abbreviation_options(data_dir: Path) -> None:
+    """Before issue 11, these two English MedMCQA dev rows left as low_confidence because of their options."""
+    dev = read("medmcqa", data_dir / "medmcqa/dev_first3683.json").frame
+    r = run_step("langid", dev)
+    assert r.rejected.height == 0 and r.stats["kept_by_stem_alone"] >= 1
+    for stem in ("Tumor marker for seminoma:", "Drug not used in H. pylori?"):
+        assert r.kept.filter(pl.col("question").str.starts_with(stem))["lang"].to_list() == ["en"]
+    # options still help a stem too short to judge alone; abbreviation options are never judged
+    short = dev.filter(pl.col("question").str.count_matches(r"\p{L}+") <= 2)
+    assert short.height > 0 and run_step("langid", short).rejected.height == 0
