@@ -433,3 +433,24 @@ def test_langid_judges_the_stem_not_abbreviation_options(data_dir: Path) -> None
     # options still help a stem too short to judge alone; abbreviation options are never judged
     short = dev.filter(pl.col("question").str.count_matches(r"\p{L}+") <= 2)
     assert short.height > 0 and run_step("langid", short).rejected.height == 0
+
+
+def test_mix_of_built_parts_by_tokens(work: Path, data_dir: Path) -> None:
+    """aloe-sft-mix's shape: built parts combined by weight measured in tokens."""
+    run_build("chatdoctor-sft", source_overrides={"chatdoctor": str(data_dir / "dialogue/chatdoctor/genmedgpt5k_first4000.json")},
+              out=work / "med")
+    run_build("sharegpt-sft", source_overrides={"data": str(data_dir / "chat-formats/fastchat/dummy_conversation.json")},
+              out=work / "gen")
+    mix = yaml.safe_load((Path(load_recipe("aloe-sft-mix")[1])).read_text())
+    mix["sources"] = [{**mix["sources"][0], "path": str(work / "med")}, {**mix["sources"][1], "path": str(work / "gen")}]
+    (work / "mix.yaml").write_text(yaml.safe_dump(mix))
+    m = run_build(str(work / "mix.yaml"), out=work / "mix").manifest
+    groups = m["steps"][-1]["stats"]["groups"]
+    med, gen = groups["aloe-medical-sft"], groups["aloe-general-sft"]
+    # 0.8 : 0.2 of the tokens (the general part is the scarce one and is taken whole)
+    assert gen["kept"] == gen["available"] and abs(med["tokens_kept"] / (med["tokens_kept"] + gen["tokens_kept"]) - 0.8) < 0.01
+    out = pl.read_parquet(work / "mix" / "data")
+    assert out["turns"].list.len().max() == 6 and set(out["subtask"]) == {"dialogue", "general_chat"}
+    (work / "mix-rows.yaml").write_text(yaml.safe_dump({**mix, "steps": [{"mix": {"unit": "rows"}}]}))
+    rows = run_build(str(work / "mix-rows.yaml"), out=work / "mix-rows").manifest["steps"][-1]["stats"]["groups"]
+    assert rows["aloe-medical-sft"]["kept"] == 4 * rows["aloe-general-sft"]["kept"] != med["kept"]
