@@ -338,6 +338,8 @@ BUILDS = [  # shipped recipe, source, real file, rows kept at the source
     ("chatdoctor-sft", "chatdoctor", "dialogue/chatdoctor/genmedgpt5k_first4000.json", 4000),
     ("mts-dialog-sft", "mts-dialog", "dialogue/mts-dialog", 1301),
     ("aci-bench-sft", "aci-bench", "dialogue/aci-bench/valid.json", 20),
+    ("aci-bench-sft", "aci-bench", "dialogue/aci-bench", 87),  # train.csv + valid.csv; metadata skipped
+    ("ultramedical-sft", "ultramedical", "instruct/ultramedical/medqa_outputs.json", 9),
     ("counsel-chat-sft", "counsel-chat", "dialogue/counsel-chat/20200325_counsel_chat_train.csv", 695),
     ("ultramedical-sft", "ultramedical", "instruct/ultramedical/examples.json", 50),
     ("alpaca-sft", "data", "chat-formats/llms-from-scratch/instruction-data.json", 1100),

@@ -77,7 +77,12 @@ class MTSDialog(Adapter):
 class ACIBench(Adapter):
     name = "aci-bench"
     description = "ACI-BENCH: CSV (dataset, encounter_id, dialogue, note) or JSON {data: [{file, src, tgt}]}"
-    folder_glob = ("*.csv", "*.json")
+    folder_glob = ("*.csv",)  # a folder: the CSVs (valid.json repeats valid.csv); *_metadata.csv are skipped
+
+    def read_file(self, path: Path) -> Iterator[RawRow]:
+        if path.name.endswith("_metadata.csv"):  # doctor / patient names and complaints: no dialogue, no note
+            return iter(())
+        return read_records(path)
 
     def convert(self, obj: Any) -> dict[str, Any]:
         obj = _mapping(obj)
