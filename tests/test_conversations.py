@@ -206,7 +206,10 @@ def test_clean_rejects_irrelevant_and_empty_rows(tmp_path: Path) -> None:
             {"task": "open_qa", "question": "Q3", "answer": "A real answer &amp; more\\nlines", "options": []},
             {"task": "open_qa", "question": "Q4", "answer": "  ", "options": []},
             {"task": "open_qa", "question": "Q5", "answer": "Is there no abstract available for X?", "options": []},
-            {"task": "open_qa", "question": "Q6", "answer": "custom junk", "options": []}]
+            {"task": "open_qa", "question": "Q6", "answer": "custom junk", "options": []},
+            # a real MedMCQA stem that an early version of the list took for a retraction notice
+            {"task": "open_qa", "question": "Retraction of mandible is achieved by:", "answer": "Temporalis",
+             "options": []}]
     r = run_step("clean", to_frame(rows))
     assert dict(zip(r.rejected["question"], r.rejected["reason"], strict=True)) == {
         "Q1": "irrelevant_text", "[Erratum in: J Med 2001]": "irrelevant_text", "Q4": "empty_answer"}
@@ -456,3 +459,9 @@ def test_mix_of_built_parts_by_tokens(work: Path, data_dir: Path) -> None:
     (work / "mix-rows.yaml").write_text(yaml.safe_dump({**mix, "steps": [{"mix": {"unit": "rows"}}]}))
     rows = run_build(str(work / "mix-rows.yaml"), out=work / "mix-rows").manifest["steps"][-1]["stats"]["groups"]
     assert rows["aloe-medical-sft"]["kept"] == 4 * rows["aloe-general-sft"]["kept"] != med["kept"]
+
+
+@pytest.mark.parametrize(("fmt", "rel"), [("medmcqa", "medmcqa/dev_first3683.json"), ("headqa", "headqa/train.json"),
+                                          ("medquad", "instruct/medquad"), ("mts-dialog", "dialogue/mts-dialog")])
+def test_irrelevant_text_lists_keep_every_real_row(data_dir: Path, fmt: str, rel: str) -> None:
+    assert run_step("clean", read(fmt, data_dir / rel).frame).rejected.height == 0
