@@ -53,11 +53,13 @@ def build(
     teacher_model: Annotated[str | None, typer.Option(help="Model name the teacher server serves.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate teacher calls and tokens; write nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    tokenizer: Annotated[str | None, typer.Option(help="Local tokenizer folder: exact token counts in the report and card.")] = None,
 ) -> None:
     """Run a recipe: read sources, run its steps, write a build folder (data, rejects, scores, manifest, report, card)."""
     from curate.build import run_build
 
-    options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model}.items() if v}
+    options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model,
+                                 "tokenizer": tokenizer}.items() if v}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                   console=console, disable=quiet, transient=False) as bars:

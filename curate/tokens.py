@@ -25,7 +25,8 @@ def row_text_expr(columns: list[str]) -> pl.Expr:
     parts = [pl.col(c).fill_null("") for c in ("question", "context", "answer") if c in columns]
     if "options" in columns:
         parts.append(pl.col("options").list.eval(pl.element().struct.field("text")).list.join("\n").fill_null(""))
-    text = pl.concat_str(parts, separator="\n") if parts else pl.lit("")
+    text = (pl.concat_list(parts).list.eval(pl.element().filter(pl.element().str.len_chars() > 0)).list.join("\n")
+            if parts else pl.lit(""))  # the non-empty parts, one per line
     for c in ("turns", "messages"):  # messages (the templated chat) wins over turns, turns over fields
         if c in columns:
             has = pl.col(c).list.len().fill_null(0) > 0

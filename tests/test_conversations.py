@@ -465,3 +465,18 @@ def test_mix_of_built_parts_by_tokens(work: Path, data_dir: Path) -> None:
                                           ("medquad", "instruct/medquad"), ("mts-dialog", "dialogue/mts-dialog")])
 def test_irrelevant_text_lists_keep_every_real_row(data_dir: Path, fmt: str, rel: str) -> None:
     assert run_step("clean", read(fmt, data_dir / rel).frame).rejected.height == 0
+
+
+def test_composition_counts_tokens_with_a_local_tokenizer(tmp_path: Path, data_dir: Path) -> None:
+    from train.tiny import build_tiny_tokenizer
+
+    from curate.composition import composition
+
+    tok = build_tiny_tokenizer()
+    tok.save_pretrained(tmp_path / "tok")
+    frame = read("counsel-chat", data_dir / "dialogue/counsel-chat").frame.head(50)
+    exact = composition(frame, [], str(tmp_path / "tok"))
+    texts = [f"{q}\n{a}" for q, a in zip(frame["question"], frame["answer"], strict=True)]
+    want = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    assert exact["by_source"] == [{"name": "s", "rows": 50, "tokens": want}] and exact["tokens"].endswith("tok")
+    assert composition(frame, [])["tokens"].startswith("estimate")
