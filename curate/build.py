@@ -26,11 +26,11 @@ from typing import Any
 import polars as pl
 
 from curate import __version__
+from curate.composition import composition
 from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import pid_alive, sha256_file
 from curate.recipe import Recipe, load_recipe
 from curate.record import conform
-from curate.composition import composition
 from curate.report import render_report
 from curate.resources import recipes_dir
 from curate.steps import BuildContext, StepResult

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import polars as pl
+import csv
+import json
+import xml.etree.ElementTree as ET
+from collections import Counter
+from pathlib import Path
 
+import polars as pl
+import pytest
+import yaml
+
+from curate.build import run_build
+from curate.recipe import SourceSpec, load_recipe
 from curate.record import record_id, to_frame, with_ids
+from curate.sources import SourceData, read_source
+from curate.steps import BuildContext, get_step
+from curate.templates import TABLE
 
 
 def test_turns_enter_the_id_only_when_present() -> None:
@@ -20,16 +33,6 @@ def test_turns_enter_the_id_only_when_present() -> None:
 
 # --- formats on the real files (shared/data/instruct, dialogue, chat-formats) ---------------------------
 
-import csv  # noqa: E402
-import json  # noqa: E402
-import xml.etree.ElementTree as ET  # noqa: E402
-from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from curate.recipe import SourceSpec  # noqa: E402
-from curate.sources import SourceData, read_source  # noqa: E402
 
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 
@@ -168,8 +171,6 @@ def test_counsel_chat_keeps_the_best_answer(data_dir: Path) -> None:
 
 # --- cleaning (clean step, normalize keeps structure) -------------------------------------------------
 
-from curate.steps import BuildContext, get_step  # noqa: E402
-
 
 def run_step(name: str, frame: pl.DataFrame, **params: object):  # noqa: ANN201
     result = get_step(name)(params).apply(frame, BuildContext(recipe_name="t", work_dir=Path("/tmp")))
@@ -274,8 +275,6 @@ def test_dedup_mcq_keeps_its_tuned_settings() -> None:
 
 # --- templates ----------------------------------------------------------------------------------------
 
-from curate.templates import TABLE  # noqa: E402
-
 
 def test_template_table_covers_the_subtasks() -> None:
     from curate.record import SUBTASKS
@@ -330,10 +329,6 @@ def test_template_per_subtask_on_real_rows(data_dir: Path) -> None:
 
 # --- recipes, builds, report and card ---------------------------------------------------------------
 
-import yaml  # noqa: E402
-
-from curate.build import run_build  # noqa: E402
-from curate.recipe import load_recipe  # noqa: E402
 
 BUILDS = [  # shipped recipe, source, real file, rows kept at the source
     ("medquad-sft", "medquad", "instruct/medquad", 1873),
@@ -468,9 +463,8 @@ def test_irrelevant_text_lists_keep_every_real_row(data_dir: Path, fmt: str, rel
 
 
 def test_composition_counts_tokens_with_a_local_tokenizer(tmp_path: Path, data_dir: Path) -> None:
-    from train.tiny import build_tiny_tokenizer
-
     from curate.composition import composition
+    from train.tiny import build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
     tok.save_pretrained(tmp_path / "tok")

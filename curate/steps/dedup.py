@@ -38,11 +38,10 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from curate.errors import InputError
