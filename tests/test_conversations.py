@@ -271,6 +271,11 @@ def test_dedup_mcq_keeps_its_tuned_settings() -> None:
     r = run_step("dedup", to_frame([{"task": "mcq", "question": "Q?", "options": [{"label": "A", "text": "x"}],
                                      "answer": "A"}]))
     assert (r.stats["ngram"], r.stats["threshold"]) == (2, 0.5) and "per_task" not in r.stats
+    from curate.steps.dedup import DedupParams
+
+    p = DedupParams.model_validate({"per_task": {"dialogue": {"threshold": 0.8}, "summarization": None}})
+    assert {t: (s.key, s.threshold) for t, s in p.per_task.items()} == {
+        "open_qa": ("question_answer", 0.72), "dialogue": ("turns", 0.8)}
 
 
 # --- templates ----------------------------------------------------------------------------------------

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from curate.errors import InputError
 from curate.minhash import (
@@ -105,8 +105,25 @@ class DedupParams(StepParams):
     verify: bool = True  # exact Jaccard check of LSH candidate pairs
     min_option_jaccard: float = Field(0.5, ge=0.0, le=1.0)  # MCQ pairs: word Jaccard of their option texts
     against: list[str] = Field(default_factory=list)
-    #: task -> settings for that task's rows; tasks not listed use the settings above. {} = one group.
+    #: task -> settings for that task's rows; tasks not listed use the settings above. Given keys are
+    #: merged over the defaults (`{dialogue: {threshold: 0.8}}` keeps the turns key); `task: null` drops
+    #: a task's group (its rows then use the settings above).
     per_task: dict[str, TaskDedup] = Field(default_factory=lambda: dict(ALOE_PER_TASK))
+
+    @field_validator("per_task", mode="before")
+    @classmethod
+    def _merge_per_task(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        merged = {t: s.model_dump() for t, s in ALOE_PER_TASK.items()}
+        for task, given in value.items():
+            if given is None:
+                merged.pop(task, None)
+            elif isinstance(given, dict):
+                merged[task] = {**merged.get(task, {}), **given}
+            else:
+                merged[task] = given
+        return merged
 
     @model_validator(mode="after")
     def _bands_rows(self) -> DedupParams:
