@@ -27,6 +27,7 @@ import polars as pl
 
 from curate import __version__
 from curate.build_checks import check_not_empty, warn_emptied_sources
+from curate.composition import composition
 from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import sha256_file
 from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
@@ -246,6 +247,7 @@ def run_build(
         "limit": limit,
         "seed": recipe.seed,
         "versions": _versions(),
+        "composition": composition(frame, steps_meta, opts.get("tokenizer")),
     }
     if dry_run:
         return BuildResult(path=None, manifest=manifest, estimates=estimates)

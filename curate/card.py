@@ -206,6 +206,7 @@ def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> d
         "decontamination_params": decont_params,
         "dedup": dedup,
         "license": recipe.get("license") or "unknown",
+        "composition": _composition(m),
     }
 
 
@@ -220,6 +221,13 @@ def _source_provenance(s: Mapping[str, Any]) -> dict[str, Any]:
     else:
         where = Path(uri).name or "—"
     return {**s, "where": where, "split": s.get("split") or "unknown"}
+
+
+def _composition(m: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Rows and tokens per source and per sub-task, templates used (issue 11); [] for older manifests."""
+    from curate.composition import composition_tables
+
+    return composition_tables(m["composition"]) if m.get("composition") else []
 
 
 class _Attr(dict):

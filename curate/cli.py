@@ -68,12 +68,14 @@ def build(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate teacher calls and tokens; write nothing.")] = False,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Accept a build with no rows out (else it fails and LATEST stays).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    tokenizer: Annotated[str | None, typer.Option(help="Local tokenizer folder: exact token counts in the report and card.")] = None,
 ) -> None:
     """Run a recipe: read sources, run its steps, write a build folder (data, rejects, scores, manifest, report, card)."""
     from curate.build import run_build
 
     options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model,
-                                  "teacher_timeout": teacher_timeout, "allow_empty": allow_empty}.items() if v}
+                                  "teacher_timeout": teacher_timeout, "allow_empty": allow_empty,
+                                  "tokenizer": tokenizer}.items() if v}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                   console=console, disable=quiet, transient=False) as bars:

@@ -107,11 +107,23 @@ class SourceSpec(_Strict):
     #: Rows larger than this are rejected at the source (`row_too_large`): one 10 MB question cost 3 GB
     #: in dedup (issue 10). JSON lines: the line's bytes; CSV / JSON documents: characters.
     max_row_bytes: int = Field(default=1_000_000, gt=0)
+    #: The Aloe sub-task of this source's rows (curate.record.SUBTASKS); rows an adapter labels
+    #: itself (MedQuAD qtype, MedInstruct type) keep their own label. Default: derived from `task`.
+    subtask: str | None = None
 
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
         return safe_name(value)
+
+    @field_validator("subtask")
+    @classmethod
+    def _subtask(cls, value: str | None) -> str | None:
+        from curate.record import SUBTASKS
+
+        if value is not None and value not in SUBTASKS:
+            raise ValueError(f"unknown subtask {value!r}; known: {', '.join(SUBTASKS)}")
+        return value
 
     @model_validator(mode="after")
     def _where(self) -> SourceSpec:

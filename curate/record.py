@@ -26,6 +26,10 @@ SCHEMA: dict[str, pl.DataType] = {
     "answer": pl.Utf8,
     "explanation": pl.Utf8,
     "subject": pl.Utf8,
+    # Multi-turn conversations (system / user / assistant), empty for single-turn rows; the Aloe
+    # sub-task label (open_qa, dialogue, note_generation, ... see SUBTASKS). Added by issue 11.
+    "turns": pl.List(MESSAGE),
+    "subtask": pl.Utf8,
 }
 CANONICAL_COLUMNS = list(SCHEMA)
 
@@ -44,6 +48,18 @@ ADDED_COLUMNS: dict[str, pl.DataType] = {
 }
 
 TASKS = ("mcq", "yes_no_maybe", "open_qa", "dialogue", "summarization")
+ROLES = ("system", "user", "assistant")
+
+#: Sub-task labels (Aloe's sub-tasks as found in our sources). A source declares one in the recipe
+#: (`subtask:`); an adapter may set it per row (MedQuAD's qtype, MedInstruct's type); otherwise it is
+#: derived from `task` by `DEFAULT_SUBTASK`. Templates are kept per sub-task (recipes/templates/).
+SUBTASKS = (
+    "mcq", "yes_no_maybe", "open_qa", "qa_with_context", "explanation", "diagnosis", "treatment",
+    "dialogue", "summarization", "note_generation", "text_generation", "classification",
+    "information_extraction", "mental_health", "general_chat",
+)
+DEFAULT_SUBTASK = {"mcq": "mcq", "yes_no_maybe": "yes_no_maybe", "open_qa": "open_qa",
+                   "dialogue": "dialogue", "summarization": "summarization"}
 
 # Whitespace spelled out so that Python's `re` and polars' Rust regex agree exactly.
 _WS_CLASS = "[ \t\n\r\f\v\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
@@ -66,14 +82,20 @@ def record_id(
     options: Sequence[Mapping[str, Any]] | None,
     answer: str | None,
     context: str | None = None,
+    turns: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
-    """Stable content hash (16 hex chars) of normalised question + context + options + answer.
+    """Stable content hash (16 hex chars) of normalised question + context + options + answer (+ turns).
 
     Normalisation is NFC, whitespace collapsed, lower-cased: the same content gives the same id
     whatever the source file's spacing or casing. `ids_for` computes the same ids for a whole frame.
+    The turns of a conversation enter the hash only when there are some, so every single-turn row
+    keeps the id it had before the `turns` column existed.
     """
     opts = _OPT.join(_norm(o.get("label")) + _PART + _norm(o.get("text")) for o in options or [])
-    return _digest(_FIELD.join([_norm(question), _norm(context), opts, _norm(answer)]))
+    parts = [_norm(question), _norm(context), opts, _norm(answer)]
+    if turns:
+        parts.append(_OPT.join(_norm(t.get("role")) + _PART + _norm(t.get("content")) for t in turns))
+    return _digest(_FIELD.join(parts))
 
 
 def _norm_expr(expr: pl.Expr) -> pl.Expr:
@@ -87,10 +109,16 @@ def ids_for(frame: pl.DataFrame) -> pl.Series:
     options = pl.col("options").list.eval(
         pl.concat_str(_norm_expr(opt.field("label")), pl.lit(_PART), _norm_expr(opt.field("text")))
     ).list.join(_OPT).fill_null("")
-    payload = frame.select(
-        pl.concat_str(_norm_expr(pl.col("question")), _norm_expr(pl.col("context")), options,
-                      _norm_expr(pl.col("answer")), separator=_FIELD)
-    ).to_series()
+    payload = pl.concat_str(_norm_expr(pl.col("question")), _norm_expr(pl.col("context")), options,
+                            _norm_expr(pl.col("answer")), separator=_FIELD)
+    if "turns" in frame.columns:
+        msg = pl.element().struct
+        turns = pl.col("turns").list.eval(
+            pl.concat_str(_norm_expr(msg.field("role")), pl.lit(_PART), _norm_expr(msg.field("content")))
+        ).list.join(_OPT)
+        has_turns = pl.col("turns").list.len().fill_null(0) > 0
+        payload = pl.when(has_turns).then(pl.concat_str(payload, pl.lit(_FIELD), turns)).otherwise(payload)
+    payload = frame.select(payload).to_series()
     return pl.Series("id", [_digest(p) for p in payload], dtype=pl.Utf8)
 
 
@@ -141,7 +169,8 @@ def to_frame(records: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
     rows = records if isinstance(records, list) else list(records)
     frame = (pl.DataFrame([column(c, [r.get(c) for r in rows], t) for c, t in SCHEMA.items()])
              if rows else empty_frame())
-    frame = frame.with_columns(pl.col("options").fill_null(pl.lit([], dtype=pl.List(OPTION))))
+    frame = frame.with_columns(pl.col("options").fill_null(pl.lit([], dtype=pl.List(OPTION))),
+                               pl.col("turns").fill_null(pl.lit([], dtype=pl.List(MESSAGE))))
     if frame.height and frame["id"].null_count():
         frame = with_ids(frame)
     return frame
@@ -153,5 +182,6 @@ def conform(frame: pl.DataFrame) -> pl.DataFrame:
     if missing:
         frame = frame.with_columns([pl.lit(None, dtype=SCHEMA[c]).alias(c) for c in missing])
     frame = frame.with_columns([pl.col(c).cast(t) for c, t in SCHEMA.items()])
+    frame = frame.with_columns(pl.col("turns").fill_null(pl.lit([], dtype=pl.List(MESSAGE))))
     extra = [c for c in frame.columns if c not in SCHEMA]
     return frame.select(CANONICAL_COLUMNS + extra)

@@ -62,6 +62,11 @@ def render_report(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame] | N
                 flat[f"minhash.{k}"] = v
             parts += ["", f"## Deduplication (`{step['name']}`)", "",
                       _table(["parameter", "value"], [[k, v] for k, v in flat.items()])]
+    if m.get("composition"):
+        from curate.composition import composition_tables
+
+        for t in composition_tables(m["composition"], templates=False):
+            parts += ["", f"## {t['title']}", "", _table(t["header"], t["rows"])]
     for step in m["steps"]:
         for t in step.get("stats", {}).get("report_tables") or []:
             parts += ["", f"## {t['title']} (`{step['name']}`)", "", _table(t["header"], t["rows"])]

@@ -1,54 +1,54 @@
-"""Instruction templates (our own wording) per task. Placeholders: {question}, {options}, {context}.
+"""Instruction templates (our own wording) per sub-task, kept as data in recipes/templates/instructions.yaml.
 
-Bump TEMPLATE_VERSION whenever a template's text changes: it is recorded in the manifest.
+Placeholders: {question}, {options}, {context}, {subject}. An entry may be marked `explains: true`
+(it asks for an explanation or reasoning): the template step picks those only for rows whose target
+has one. `TEMPLATE_VERSION` is a hash of the file, recorded in the manifest, so any edit is visible.
 """
 
 from __future__ import annotations
 
-TEMPLATE_VERSION = "1"
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
-MCQ = [
-    "{question}\n\n{options}\n\nChoose the single best answer.",
-    "Answer the following medical multiple-choice question.\n\n{question}\n\nOptions:\n{options}",
-    "A clinician asks you this exam question. Pick the correct option and explain briefly.\n\n"
-    "Question: {question}\n{options}",
-    "Question: {question}\n\nPossible answers:\n{options}\n\nWhich option is correct?",
-    "Read the question and the options, then give the letter of the best answer.\n\n{question}\n{options}",
-    "Here is a question from a medical licensing exam.\n\n{question}\n\n{options}\n\nWhat is the answer?",
-    "Select the most appropriate answer.\n\n{question}\n\nAnswer choices:\n{options}",
-    "{question}\n\nConsider each of these options before answering:\n{options}",
-    "You are preparing for a medical board exam. Solve this item.\n\n{question}\n\n{options}",
-]
+import yaml
 
-YES_NO_MAYBE = [
-    "Context:\n{context}\n\nQuestion: {question}\n\nAnswer yes, no or maybe.",
-    "Based on the abstract below, answer the research question with yes, no or maybe.\n\n"
-    "Abstract:\n{context}\n\nResearch question: {question}",
-    "Read this study summary.\n\n{context}\n\nDo the findings support the following? {question}\n"
-    "Reply with yes, no or maybe, then explain.",
-    "{context}\n\nGiven the evidence above, what is the answer to this question: {question} "
-    "(yes / no / maybe)",
-    "Using only the information in the passage, decide yes, no or maybe.\n\nPassage:\n{context}\n\n"
-    "Question: {question}",
-]
+from curate.errors import RecipeError
+from curate.resources import recipes_dir
 
-OPEN_QA = [
-    "{question}",
-    "Answer the following medical question.\n\n{question}",
-    "Please answer this question clearly and accurately.\n\n{question}",
-    "A colleague asks: {question}",
-]
 
-OPEN_QA_CONTEXT = [
-    "Context:\n{context}\n\nQuestion: {question}",
-    "Read the passage and answer the question.\n\n{context}\n\n{question}",
-]
+@dataclass(frozen=True)
+class Instruction:
+    text: str
+    explains: bool = False
 
-TEMPLATES: dict[str, list[str]] = {
-    "mcq": MCQ,
-    "yes_no_maybe": YES_NO_MAYBE,
-    "open_qa": OPEN_QA,
-    "open_qa_context": OPEN_QA_CONTEXT,
-    "dialogue": OPEN_QA,
-    "summarization": ["Summarise the following text.\n\n{context}\n\n{question}"],
-}
+
+def templates_file() -> Path:
+    return recipes_dir() / "templates" / "instructions.yaml"
+
+
+@lru_cache(maxsize=4)
+def load_templates(path: Path | None = None) -> tuple[dict[str, tuple[Instruction, ...]], str]:
+    """({sub-task: templates}, version) from the YAML file."""
+    path = path or templates_file()
+    raw = path.read_bytes()
+    data = yaml.safe_load(raw) or {}
+    table: dict[str, tuple[Instruction, ...]] = {}
+    for key, items in data.items():
+        out = []
+        for i, item in enumerate(items or []):
+            if isinstance(item, str):
+                out.append(Instruction(item))
+            elif isinstance(item, dict) and isinstance(item.get("text"), str) and set(item) <= {"text", "explains"}:
+                out.append(Instruction(item["text"], bool(item.get("explains", False))))
+            else:
+                raise RecipeError(f"{path}: {key}[{i}] must be a string or {{text, explains}}, got {item!r}")
+        table[str(key)] = tuple(out)
+    return table, hashlib.sha256(raw).hexdigest()[:12]
+
+
+TABLE, TEMPLATE_VERSION = load_templates()
+#: Plain template texts per key (the pre-issue-11 shape; `open_qa_context` kept as an alias).
+TEMPLATES: dict[str, list[str]] = {k: [t.text for t in v] for k, v in TABLE.items()}
+TEMPLATES["open_qa_context"] = TEMPLATES["qa_with_context"]

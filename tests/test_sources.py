@@ -232,7 +232,7 @@ def test_generic_option_shapes_and_tasks(tmp_path: Path) -> None:
     assert o.frame.row(0, named=True) | {"id": None} == {
         "id": None, "source": "generic", "source_id": "1", "source_split": "train", "task": "open_qa",
         "question": "What is X?", "context": "p1\np2", "options": [], "answer": "An answer.",
-        "explanation": None, "subject": None}
+        "explanation": None, "subject": None, "turns": [], "subtask": "open_qa"}
     write(tmp_path / "y.jsonl", jl({"q": "Is X?", "a": "Yes"}, {"q": "Is Y?", "a": "perhaps"}))
     y = read("generic", tmp_path / "y.jsonl", tmp_path, columns={"question": "q", "answer": "a", "task": "yes_no_maybe"})
     assert y.frame["answer"].to_list() == ["yes"] and labels_of(y.frame.row(0, named=True)) == ["yes", "no", "maybe"]

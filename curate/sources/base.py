@@ -155,6 +155,13 @@ def register_adapter(cls: type[Adapter]) -> type[Adapter]:
     return cls
 
 
+def subtask_of(rec: Mapping[str, Any], spec: SourceSpec) -> str | None:
+    """A record's sub-task: the adapter's per-row label, else the recipe's `subtask:`, else from `task`."""
+    from curate.record import DEFAULT_SUBTASK
+
+    return rec.get("subtask") or spec.subtask or DEFAULT_SUBTASK.get(rec.get("task") or "")
+
+
 # --- helpers for adapters ------------------------------------------------------------------------
 
 _WS = re.compile(r"\s+")

@@ -29,7 +29,7 @@ from curate.errors import InputError
 from curate.fsutil import sha256_file
 from curate.recipe import SourceSpec
 from curate.record import to_frame
-from curate.sources.base import REJECT_SCHEMA, Adapter, RawRow, ReadContext, Reject, SourceData
+from curate.sources.base import REJECT_SCHEMA, Adapter, RawRow, ReadContext, Reject, SourceData, subtask_of
 from curate.sources.readers import CURRENT_LOG, ReadLog
 
 #: Raw text kept in a `row_too_large` reject (the row itself is what was too large).
@@ -154,6 +154,7 @@ class SourceStream:
                 rec["source_id"] = sid
                 rec["source"] = name
                 rec.setdefault("source_split", split)
+                rec["subtask"] = subtask_of(rec, self.spec)
                 records.append(rec)
                 rows_of.append(n)
             if len(records) + len(rejects) >= self.batch_rows:

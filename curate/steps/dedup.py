@@ -22,6 +22,14 @@ Defaults (word bigrams, Jaccard 0.5, 128 permutations) come from `benchmarks/nea
 labelled pairs from the real files they give F1 0.99 against typos, lead-ins and option shuffles, with no
 distinct question merged; 3-grams at 0.7 (a common web-text setting) miss a third of the typo copies.
 
+Per task (issue 11, Aloe arXiv 2505.04388 §3): `per_task` gives rows of a task their own MinHash settings
+and key text. Defaults are the paper's (datatrove's MinHash defaults: word 5-grams, 14 bands x 8 rows =
+112 permutations, Jaccard 0.72) on question + context + answer for `open_qa` and `summarization`, and on
+the speaker-joined turns (`user: ... assistant: ...`) at 0.77 for `dialogue`; `mcq` / `yes_no_maybe` keep
+the settings above, tuned on the real MCQ files. Near duplicates are looked for within one settings group
+(exact duplicates across all rows). `benchmarks/dedup_parity.py` checks the Aloe settings against
+datatrove's own MinHash on the same rows.
+
 `against`: build folders (their `data/*.parquet`), parquet files or globs of an earlier build or published
 version. Their rows are never rejected or compared among themselves: only new rows are checked against them.
 """
@@ -30,10 +38,11 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from curate.errors import InputError
 from curate.minhash import (
@@ -45,9 +54,43 @@ from curate.minhash import (
     shingles,
     signatures,
 )
-from curate.record import OPTION
+from curate.record import MESSAGE, OPTION
 from curate.steps import BuildContext, Step, StepParams, StepResult, register
 from curate.textnorm import answer_texts, join_expr, norm_expr, option_texts_expr, tokenize
+
+
+class TaskDedup(BaseModel):
+    """MinHash settings and key text for the rows of one task."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: Literal["question_answer", "turns"] = "question_answer"
+    ngram: int = Field(5, ge=1, le=20)
+    num_perm: int = Field(112, ge=8, le=1024)
+    bands: int | None = Field(14, ge=1)
+    rows: int | None = Field(8, ge=1)
+    threshold: float = Field(0.72, gt=0.0, le=1.0)
+    #: Every number counts as the same word, as datatrove's text normalisation does by default
+    #: ("Convert 5 km" ~ "Convert 7 km"); off for MCQ (the default group), where doses and values matter.
+    norm_numbers: bool = True
+
+
+NUMBER = r"\p{N}+(?:[.,\x{066B}]\p{N}+)*"
+
+
+def _zero_numbers(rows: pl.DataFrame) -> pl.DataFrame:
+    msg = pl.element().struct
+    return rows.with_columns(
+        *[pl.col(c).str.replace_all(NUMBER, "0") for c in ("question", "context", "answer")],
+        pl.col("turns").list.eval(pl.struct(msg.field("role"), msg.field("content").str.replace_all(NUMBER, "0"))),
+    )
+
+
+#: The Aloe paper's settings (datatrove MinHash defaults) per task; mcq / yes_no_maybe use the top level.
+ALOE_PER_TASK: dict[str, TaskDedup] = {
+    "open_qa": TaskDedup(),
+    "summarization": TaskDedup(),
+    "dialogue": TaskDedup(key="turns", threshold=0.77),
+}
 
 
 class DedupParams(StepParams):
@@ -62,6 +105,25 @@ class DedupParams(StepParams):
     verify: bool = True  # exact Jaccard check of LSH candidate pairs
     min_option_jaccard: float = Field(0.5, ge=0.0, le=1.0)  # MCQ pairs: word Jaccard of their option texts
     against: list[str] = Field(default_factory=list)
+    #: task -> settings for that task's rows; tasks not listed use the settings above. Given keys are
+    #: merged over the defaults (`{dialogue: {threshold: 0.8}}` keeps the turns key); `task: null` drops
+    #: a task's group (its rows then use the settings above).
+    per_task: dict[str, TaskDedup] = Field(default_factory=lambda: dict(ALOE_PER_TASK))
+
+    @field_validator("per_task", mode="before")
+    @classmethod
+    def _merge_per_task(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        merged = {t: s.model_dump() for t, s in ALOE_PER_TASK.items()}
+        for task, given in value.items():
+            if given is None:
+                merged.pop(task, None)
+            elif isinstance(given, dict):
+                merged[task] = {**merged.get(task, {}), **given}
+            else:
+                merged[task] = given
+        return merged
 
     @model_validator(mode="after")
     def _bands_rows(self) -> DedupParams:
@@ -81,6 +143,16 @@ def near_text_expr() -> pl.Expr:
         option_texts_expr(sort=True),
         pl.when(no_opts).then(norm_expr(pl.col("answer"))).otherwise(pl.lit("")),
     )
+
+
+def turns_text_expr() -> pl.Expr:
+    """Speaker-joined turns (`user ... assistant ...`, normalised); rows without turns fall back to QA text."""
+    msg = pl.element().struct
+    joined = pl.col("turns").list.eval(
+        pl.concat_str(norm_expr(msg.field("role")), norm_expr(msg.field("content")), separator=" ")
+    ).list.join(" ")
+    has = pl.col("turns").list.len().fill_null(0) > 0
+    return pl.when(has).then(joined).otherwise(near_text_expr())
 
 
 def exact_key_expr() -> pl.Expr:
@@ -106,7 +178,7 @@ def read_previous(paths: list[str]) -> pl.DataFrame:
             raise InputError("no parquet files found for dedup `against`", file=str(p), field="against",
                              hint="give a build folder (builds/<name>/<build-id>), a parquet file or a glob")
         files.extend(found)
-    cols = ["id", "question", "context", "options", "answer", "explanation"]
+    cols = ["id", "task", "question", "context", "options", "answer", "explanation", "turns"]
     frames = []
     for f in files:
         df = pl.read_parquet(f)
@@ -116,8 +188,10 @@ def read_previous(paths: list[str]) -> pl.DataFrame:
                              hint="`against` must point at medcurate build output (canonical columns)")
         for c in cols:
             if c not in df.columns:
-                df = df.with_columns(pl.lit(None, dtype=pl.List(OPTION) if c == "options" else pl.Utf8).alias(c))
-        frames.append(df.select(cols).with_columns(pl.col("options").cast(pl.List(OPTION))))
+                dtype = {"options": pl.List(OPTION), "turns": pl.List(MESSAGE)}.get(c, pl.Utf8)
+                df = df.with_columns(pl.lit(None, dtype=dtype).alias(c))
+        frames.append(df.select(cols).with_columns(pl.col("options").cast(pl.List(OPTION)),
+                                                   pl.col("turns").cast(pl.List(MESSAGE))))
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
@@ -160,6 +234,43 @@ def resolve_clusters(n: int, edges: np.ndarray, sims: np.ndarray, rank: np.ndarr
     return target, sim
 
 
+def _default_settings(p: DedupParams) -> TaskDedup:
+    return TaskDedup(key="question_answer", ngram=p.ngram, num_perm=p.num_perm, bands=p.bands, rows=p.rows,
+                     threshold=p.threshold, norm_numbers=False)
+
+
+def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, alive: np.ndarray,
+                is_old: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Verified near-duplicate pairs (local indices) among `rows` with one group's settings, their Jaccard."""
+    if t.bands is None or t.rows is None:
+        bands, rows_per_band = optimal_bands(t.threshold, t.num_perm)
+    else:
+        bands, rows_per_band = t.bands, t.rows
+    stats = {"key": t.key, "ngram": t.ngram, "ngram_unit": "word", "num_perm": t.num_perm, "bands": bands,
+             "rows": rows_per_band, "threshold": t.threshold, "seed": seed, "verify": p.verify,
+             "min_option_jaccard": p.min_option_jaccard,
+             "norm_numbers": t.norm_numbers, "hash": "xxh3-64 words, multiply-shift permutations (curate.minhash)"}
+    if t.norm_numbers:
+        rows = _zero_numbers(rows)
+    text = rows.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
+    sh = shingles(tokenize(text), t.ngram)
+    sig = signatures(sh, t.num_perm, seed)
+    active = alive & (np.diff(sh.offsets) > 0)
+    pairs = candidate_pairs(sig, bands, rows_per_band, active=active)
+    pairs = pairs[~(is_old[pairs[:, 0]] & is_old[pairs[:, 1]])]  # old rows are never compared
+    jac = exact_jaccard(sh, pairs) if p.verify else estimated_jaccard(sig, pairs)
+    ok = jac >= t.threshold
+    if p.min_option_jaccard > 0 and pairs.shape[0]:
+        # a shared stem or case text with different options is a different question
+        opts = rows.select(option_texts_expr(sort=True).alias("o"))["o"]
+        osh = shingles(tokenize(opts), 1)
+        both = (np.diff(osh.offsets)[pairs[:, 0]] > 0) & (np.diff(osh.offsets)[pairs[:, 1]] > 0)
+        ok &= ~both | (exact_jaccard(osh, pairs) >= p.min_option_jaccard)
+    stats.update({"rows_compared": int(rows.height), "candidate_pairs": int(pairs.shape[0]),
+                  "verified_pairs": int(ok.sum())})
+    return pairs[ok], jac[ok], stats
+
+
 @register
 class Dedup(Step):
     name = "dedup"
@@ -172,8 +283,10 @@ class Dedup(Step):
         seed = ctx.seed if p.seed is None else p.seed
         old = read_previous(p.against) if p.against else None
         n_old = old.height if old is not None else 0
-        cols = ["id", "question", "context", "options", "answer", "explanation"]
-        rows = pl.concat([old.select(cols), frame.select(cols)]) if n_old else frame.select(cols)
+        cols = ["id", "task", "question", "context", "options", "answer", "explanation", "turns"]
+        here = frame.with_columns(*[pl.lit(None, dtype=pl.List(MESSAGE) if c == "turns" else pl.Utf8).alias(c)
+                                    for c in ("task", "turns") if c not in frame.columns])
+        rows = pl.concat([old.select(cols), here.select(cols)]) if n_old else here.select(cols)
         rows = rows.with_columns(answer_texts(rows).alias("_answer_text"))
         n = rows.height
         is_old = np.zeros(n, dtype=bool)
@@ -198,36 +311,27 @@ class Dedup(Step):
             rep[dup] = mapped[dup]
             reason[dup] = "exact_duplicate"
 
-        # ---- near duplicates among the exact representatives -------------------------------------------
+        # ---- near duplicates among the exact representatives, per settings group ---------------------
         if p.near and n:
-            if p.bands is None:
-                bands, rows_per_band = optimal_bands(p.threshold, p.num_perm)
-            else:
-                bands, rows_per_band = p.bands, p.rows  # type: ignore[assignment]
-            stats.update({"ngram": p.ngram, "ngram_unit": "word", "num_perm": p.num_perm, "bands": bands,
-                          "rows": rows_per_band, "threshold": p.threshold, "seed": seed, "verify": p.verify,
-                          "min_option_jaccard": p.min_option_jaccard,
-                          "hash": "xxh3-64 words, multiply-shift permutations (curate.minhash)"})
             alive = rep == np.arange(n)
-            text = rows.select(near_text_expr().alias("t"))["t"]
-            sh = shingles(tokenize(text), p.ngram)
-            sig = signatures(sh, p.num_perm, seed)
-            active = alive & (np.diff(sh.offsets) > 0)
-            pairs = candidate_pairs(sig, bands, rows_per_band, active=active)
-            pairs = pairs[~(is_old[pairs[:, 0]] & is_old[pairs[:, 1]])]  # old rows are never compared
-            est = estimated_jaccard(sig, pairs)
-            jac = exact_jaccard(sh, pairs) if p.verify else est
-            ok = jac >= p.threshold
-            if p.min_option_jaccard > 0 and pairs.shape[0]:
-                # a shared stem or case text with different options is a different question
-                opts = rows.select(option_texts_expr(sort=True).alias("o"))["o"]
-                osh = shingles(tokenize(opts), 1)
-                both = (np.diff(osh.offsets)[pairs[:, 0]] > 0) & (np.diff(osh.offsets)[pairs[:, 1]] > 0)
-                ojac = exact_jaccard(osh, pairs)
-                ok &= ~both | (ojac >= p.min_option_jaccard)
-            edges = pairs[ok]
-            stats.update({"candidate_pairs": int(pairs.shape[0]), "verified_pairs": int(edges.shape[0])})
-            near_rep, near_sim = resolve_clusters(n, edges, jac[ok], rank)
+            tasks = rows["task"].fill_null("").to_numpy()
+            groups = [("default", _default_settings(p), ~np.isin(tasks, list(p.per_task)))]
+            groups += [(t, s, tasks == t) for t, s in p.per_task.items() if (tasks == t).any()]
+            all_edges, all_sims = [], []
+            for gname, settings, member in groups:
+                idx = np.nonzero(member)[0]
+                if not idx.size:
+                    continue
+                edges, sims, gstats = _near_edges(rows[idx], settings, p, seed, alive[idx], is_old[idx])
+                all_edges.append(idx[edges])
+                all_sims.append(sims)
+                if gname == "default":
+                    stats.update(gstats)
+                else:
+                    stats.setdefault("per_task", {})[gname] = gstats
+            edges = np.concatenate(all_edges) if all_edges else np.zeros((0, 2), dtype=np.int64)
+            sims = np.concatenate(all_sims) if all_sims else np.zeros(0)
+            near_rep, near_sim = resolve_clusters(n, edges, sims, rank)
             moved = alive & (near_rep != np.arange(n))
             rep[moved] = near_rep[moved]
             sim[moved] = near_sim[moved]
@@ -265,5 +369,17 @@ class Dedup(Step):
         stats["clusters_with_duplicates"] = int(
             tagged.filter(pl.col("_reason").is_not_null())["dup_cluster"].n_unique()
         )
+        if stats.get("per_task"):
+            groups = ({"default": {k: stats[k] for k in ("key", "ngram", "bands", "rows", "threshold",
+                                                          "norm_numbers", "rows_compared", "candidate_pairs",
+                                                          "verified_pairs")}} if "key" in stats else {})
+            groups |= stats["per_task"]
+            stats["report_tables"] = [{
+                "title": "Near-duplicate settings per task",
+                "header": ["task", "key text", "word n-gram", "bands x rows", "Jaccard threshold", "numbers as 0",
+                           "rows compared", "candidate pairs", "verified pairs"],
+                "rows": [[t, g["key"], g["ngram"], f"{g['bands']} x {g['rows']}", g["threshold"], g["norm_numbers"],
+                          g["rows_compared"], g["candidate_pairs"], g["verified_pairs"]] for t, g in groups.items()],
+            }]
         scores = tagged.select("id", "dup_cluster", pl.Series("dup_similarity", sim[new]))
         return StepResult(kept, rejected, scores=scores, stats=stats)

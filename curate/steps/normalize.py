@@ -1,4 +1,10 @@
-"""normalize: Unicode NFC, whitespace, URLs, e-mails and boilerplate, on every text field. Rejects nothing."""
+"""normalize: Unicode NFC, whitespace, URLs, e-mails and boilerplate, on every text field. Rejects nothing.
+
+Structure is kept (issue 11): in questions, contexts, answers, explanations and chat turns only runs of
+spaces and tabs collapse; line ends become LF, spaces around a line break go, and three or more line
+breaks become one blank line (a paragraph break). Abstracts, notes and dialogues keep their lines.
+Option texts, labels and `subject` are single-line fields and are flattened as before.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,9 @@ EMAIL = r"(?i)\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
 # Zero-width and BOM characters, soft hyphen; non-breaking and other Unicode spaces become plain spaces.
 INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"
 SPACES = "[\u00a0\u2000-\u200a\u202f\u205f\u3000\t\r\n\f\v ]+"
+#: Horizontal whitespace only (everything in SPACES but line breaks).
+HSPACES = "[\u00a0\u2000-\u200a\u202f\u205f\u3000\t\f\v ]+"
+LINE_BREAKS = "\r\n?|[\u2028\u2029\u0085]"
 #: Default boilerplate: reference trailers and answer-key lead-ins that leak into explanations,
 #: and common HTML entities left over from scraping.
 DEFAULT_BOILERPLATE = [
@@ -27,9 +36,11 @@ class NormalizeParams(StepParams):
     explanation_boilerplate: list[str] = DEFAULT_BOILERPLATE
     #: Regexes removed from every text field.
     boilerplate: list[str] = []
+    #: Keep line breaks and paragraphs in multi-line fields (False: every newline becomes a space).
+    keep_line_breaks: bool = True
 
 
-def _clean(expr: pl.Expr, p: NormalizeParams, extra: list[str] = ()) -> pl.Expr:
+def _clean(expr: pl.Expr, p: NormalizeParams, extra: list[str] = (), *, lines: bool = False) -> pl.Expr:
     expr = expr.str.normalize("NFC").str.replace_all(INVISIBLE, "")
     for entity, repl in HTML_ENTITIES.items():
         expr = expr.str.replace_all(entity, repl, literal=True)
@@ -39,6 +50,10 @@ def _clean(expr: pl.Expr, p: NormalizeParams, extra: list[str] = ()) -> pl.Expr:
         expr = expr.str.replace_all(EMAIL, "")
     for pattern in [*p.boilerplate, *extra]:
         expr = expr.str.replace_all(pattern, "")
+    if lines and p.keep_line_breaks:
+        expr = (expr.str.replace_all(LINE_BREAKS, "\n").str.replace_all(HSPACES, " ")
+                .str.replace_all(" ?\n ?", "\n").str.replace_all("\n{3,}", "\n\n"))
+        return expr.str.strip_chars()
     return expr.str.replace_all(SPACES, " ").str.strip_chars()
 
 
@@ -54,8 +69,8 @@ class Normalize(Step):
         text_cols = [c for c in ("question", "context", "answer", "subject") if c in frame.columns]
         option = pl.element().struct
         out = frame.with_columns(
-            *[_clean(pl.col(c), p).alias(c) for c in text_cols],
-            _clean(pl.col("explanation"), p, p.explanation_boilerplate).alias("explanation"),
+            *[_clean(pl.col(c), p, lines=c != "subject").alias(c) for c in text_cols],
+            _clean(pl.col("explanation"), p, p.explanation_boilerplate, lines=True).alias("explanation"),
             pl.col("options").list.eval(
                 pl.struct(
                     _clean(option.field("label"), p).alias("label"),
@@ -64,9 +79,10 @@ class Normalize(Step):
             ),
         )
         # Chat columns (imported preference pairs, pre-templated data): clean each message's content.
-        chats = [c for c in ("prompt", "chosen", "rejected", "messages") if c in frame.columns]
+        chats = [c for c in ("turns", "prompt", "chosen", "rejected", "messages") if c in frame.columns]
         out = out.with_columns(
-            pl.col(c).list.eval(pl.struct(option.field("role"), _clean(option.field("content"), p).alias("content")))
+            pl.col(c).list.eval(pl.struct(option.field("role"),
+                                          _clean(option.field("content"), p, lines=True).alias("content")))
             for c in chats
         )
         # Explanations that were only boilerplate become null rather than "".

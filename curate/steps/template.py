@@ -1,22 +1,39 @@
 """template: render each record into chat `messages` (TRL conversational format).
 
-The template is chosen by a seeded hash of the row id, so a rebuild gives identical messages.
-The assistant turn is the teacher's chain of thought (`cot`) when present, else the gold answer
-(plus the source explanation when asked).
+Templates are data (recipes/templates/instructions.yaml, `curate.templates`), kept per sub-task
+(>= 5 each for 15 sub-tasks). The template is chosen by a seeded hash of the row id, so a rebuild gives
+identical messages. Its text goes before the question in the first user turn (Aloe: "placed just before
+the question"). A conversation (`turns`) keeps all its turns; only its first user turn is templated.
+
+A template marked `explains` (it asks for an explanation or reasoning) is chosen only for rows whose
+assistant target contains one: a teacher chain of thought (`cot`), a source explanation that is
+appended (MCQ / yes-no-maybe with `include_explanation`), or an open answer of at least 2 sentences
+and 40 words. Before issue 11, 1 of 9 MCQ and 1 of 5 PubMedQA templates asked to explain on every
+row, so 11-20% of bare-answer rows were asked for an explanation they did not get.
+
+The assistant turn is the teacher's chain of thought when present, else the gold answer in Aloe's
+"Answer: [Option]" form for MCQ (`Answer: C. text`) and yes/no/maybe (`Answer: yes`), plus the source
+explanation when asked; open tasks answer with the gold text.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from typing import Any
 
 import polars as pl
 from pydantic import field_validator
 
-from curate.record import MESSAGE
+from curate.record import DEFAULT_SUBTASK, MESSAGE, SUBTASKS, TASKS
 from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects, register
-from curate.templates import TEMPLATE_VERSION, TEMPLATES
+from curate.templates import TABLE, TEMPLATE_VERSION, Instruction
+
+#: {subject} when a row has none, per template key.
+DEFAULT_SUBJECT = {"note_generation": "clinical note"}
+MIN_REASONED_WORDS = 40
+_BLANKS = re.compile(r"\n{3,}")
 
 
 class TemplateParams(StepParams):
@@ -24,7 +41,7 @@ class TemplateParams(StepParams):
     #: Seed for template choice; default: the recipe's seed.
     seed: int | None = None
     include_explanation: bool = True
-    #: Override or add templates per task: {"mcq": ["...{question}...{options}..."]}.
+    #: Override or add templates per sub-task (or task): {"mcq": ["...{question}...{options}..."]}.
     templates: dict[str, list[str]] = {}
 
     @field_validator("templates")
@@ -32,8 +49,9 @@ class TemplateParams(StepParams):
     def _check_templates(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         """Checked at recipe load, not at render time (after every step and teacher call has run)."""
         for task, texts in value.items():
-            if task not in TEMPLATES:
-                raise ValueError(f"unknown task {task!r}; templates can be given for {', '.join(TEMPLATES)}")
+            known = sorted(set(TABLE) | set(SUBTASKS) | set(TASKS))
+            if task not in known:
+                raise ValueError(f"unknown sub-task or task {task!r}; templates can be given for {', '.join(known)}")
             if not texts:
                 raise ValueError(f"templates.{task} is empty; give at least one template or drop the key")
             for i, text in enumerate(texts):
@@ -41,11 +59,11 @@ class TemplateParams(StepParams):
         return value
 
 
-PLACEHOLDERS = ("question", "options", "context")
+PLACEHOLDERS = ("question", "options", "context", "subject")
 
 
 def check_template(text: str, where: str) -> None:
-    """A template may use only {question}, {options}, {context}; a literal brace is written `{{` / `}}`."""
+    """A template may use only {question}, {options}, {context}, {subject}; a literal brace is `{{` / `}}`."""
     try:
         fields = [(name, conv, spec) for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
     except ValueError as err:
@@ -77,48 +95,94 @@ def gold_text(row: dict[str, Any]) -> str:
     return row["answer"] or ""
 
 
+def reasoned_expr(has_cot: bool, include_explanation: bool) -> pl.Expr:
+    """True where the assistant target will contain an explanation or reasoning."""
+    filled = lambda c: pl.col(c).fill_null("").str.strip_chars().str.len_chars() > 0  # noqa: E731
+    closed = pl.col("task").is_in(["mcq", "yes_no_maybe"])
+    answer = pl.col("answer").fill_null("")
+    long_open = (~closed & (answer.str.count_matches(r"[.!?](\s|$)") >= 2)
+                 & (answer.str.count_matches(r"\S+") >= MIN_REASONED_WORDS))
+    out = long_open | (pl.lit(include_explanation) & closed & filled("explanation"))
+    return (out | filled("cot")) if has_cot else out
+
+
+def template_key(task: str, subtask: str | None, context: str | None, table: dict) -> str:
+    key = subtask if subtask in table else DEFAULT_SUBTASK.get(task, "open_qa")
+    return "qa_with_context" if key == "open_qa" and context and "qa_with_context" in table else key
+
+
+def pick(table: dict[str, tuple[Instruction, ...]], key: str, task: str, reasoned: bool,
+         row_id: str, seed: int) -> tuple[str, int]:
+    """(key, index) of the template for one row; `explains` templates only for reasoned rows."""
+    items = table.get(key) or ()
+    ok = [i for i, t in enumerate(items) if reasoned or not t.explains]
+    if not ok:  # e.g. `explanation` rows whose answer explains nothing: the task's own templates
+        key = DEFAULT_SUBTASK.get(task, "open_qa")
+        ok = [i for i, t in enumerate(table[key]) if not t.explains]
+    return key, ok[choose(row_id, seed, len(ok))]
+
+
+def fill(text: str, row: dict[str, Any], key: str, question: str, with_fields: bool) -> str:
+    out = text.format(
+        question=question,
+        options=render_options(row["options"]) if with_fields else "",
+        context=(row["context"] or "") if with_fields else "",
+        subject=row.get("subject") or DEFAULT_SUBJECT.get(key, "answer"),
+    )
+    return _BLANKS.sub("\n\n", out).strip()
+
+
 @register
 class Template(Step):
     name = "template"
     scope = "row"
     Params = TemplateParams
-    description = "Render records into chat `messages` with seeded template choice and optional system prompt."
+    description = "Render records into chat `messages`: seeded per-sub-task template before the question; turns kept."
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p: TemplateParams = self.params
         seed = ctx.seed if p.seed is None else p.seed
-        table = {**TEMPLATES, **p.templates}
+        table = {**TABLE, **{k: tuple(Instruction(t) for t in v) for k, v in p.templates.items()}}
         has_cot = "cot" in frame.columns
-        cols = ["id", "task", "question", "context", "options", "answer", "explanation"] + (["cot"] if has_cot else [])
+        work = frame.with_columns(reasoned_expr(has_cot, p.include_explanation).alias("_reasoned"))
+        cols = ["id", "task", "question", "context", "options", "answer", "explanation", "_reasoned"]
+        cols += [c for c in ("subtask", "subject", "turns", "cot") if c in frame.columns]
         messages, chosen = [], []
-        for row in frame.select(cols).iter_rows(named=True):
-            task = row["task"]
-            key = "open_qa_context" if task == "open_qa" and row["context"] else task
-            options = table.get(key) or table["open_qa"]
-            idx = choose(row["id"], seed, len(options))
-            user = options[idx].format(
-                question=row["question"] or "",
-                options=render_options(row["options"]),
-                context=row["context"] or "",
-            ).strip()
+        system = [{"role": "system", "content": p.system_prompt}] if p.system_prompt else []
+        for row in work.select(cols).iter_rows(named=True):
+            task, turns = row["task"], row.get("turns") or []
+            key = template_key(task, row.get("subtask"), row["context"], table)
+            key, idx = pick(table, key, task, row["_reasoned"], row["id"], seed)
+            text = table[key][idx].text
+            chosen.append(f"{key}:{idx}")
+            if turns:
+                first = next(i for i, t in enumerate(turns) if t["role"] == "user")
+                msgs = [dict(t) for t in turns]
+                msgs[first]["content"] = fill(text, row, key, turns[first]["content"], with_fields=False)
+                messages.append(([] if msgs[0]["role"] == "system" else system) + msgs)
+                continue
+            user = fill(text, row, key, row["question"] or "", with_fields=True)
             if has_cot and row["cot"]:
                 assistant = row["cot"]
             else:
                 assistant = gold_text(row)
                 if p.include_explanation and row["explanation"] and task != "open_qa":
                     assistant = f"{assistant}\n\n{row['explanation']}"
-            msgs = ([{"role": "system", "content": p.system_prompt}] if p.system_prompt else []) + [
-                {"role": "user", "content": user},
-                {"role": "assistant", "content": assistant},
-            ]
-            messages.append(msgs)
-            chosen.append(f"{key}:{idx}")
+            messages.append(system + [{"role": "user", "content": user},
+                                      {"role": "assistant", "content": assistant}])
         kept = frame.with_columns(pl.Series("messages", messages, dtype=pl.List(MESSAGE)))
         usage = pl.Series(chosen, dtype=pl.Utf8).value_counts(sort=True)
+        used = {r[0]: r[1] for r in usage.iter_rows()}
+        rows = sorted(([k, int(k.split(":")[1]), n, table[k.split(":")[0]][int(k.split(":")[1])].text[:70]]
+                       for k, n in used.items()), key=lambda r: (r[0].split(":")[0], r[1]))
         stats = {
             "template_version": TEMPLATE_VERSION,
             "seed": seed,
             "system_prompt": p.system_prompt,
-            "templates_used": {r[0]: r[1] for r in usage.iter_rows()},
+            "templates_used": used,
+            "explaining_templates_used": sum(n for k, n in used.items()
+                                             if table[k.split(":")[0]][int(k.split(":")[1])].explains),
+            "report_tables": [{"title": "Templates used", "header": ["template", "index", "rows", "text"],
+                               "rows": [[r[0].split(":")[0], r[1], r[2], r[3].replace("\n", " ")] for r in rows]}],
         }
         return StepResult(kept=kept, rejected=no_rejects(frame), stats=stats)

@@ -8,11 +8,32 @@ from curate.steps import BuildContext, Step, StepParams, StepResult, register, s
 
 YES_NO_MAYBE = ("yes", "no", "maybe")
 
+#: A stem that refers to a picture the data does not carry (issue 11): "ECG is shown in the picture",
+#: "the instrument given", "structure marked with arrow", "A photograph of the rash is shown". On the real
+#: files it flags 56 of 1,273 MedQA test stems, 47 of 1,030 MedQA train, 9 of 3,683 MedMCQA dev, 16 HEAD-QA
+#: train stems (all of which also have an `image`), 1 of 50 UltraMedical examples (a MedQA photograph
+#: item), and nothing in MedQuAD or ChatDoctor; every hit read by hand refers to a missing picture.
+_NOUN = (r"(?:image|picture|figure|fig\.?|photo(?:graph)?|diagram|x-?ray|radiograph|illustration|slide|"
+         r"ecg|ekg|instrument|structure|specimen|lesion|device|graph)s?\b")
+IMAGE_REFERENCE = (
+    r"(?i)\b(?:shown|seen|given|depicted|illustrated|displayed|presented|marked|labell?ed|indicated|pointed)\s+"
+    r"(?:in|on|by)\s+(?:the\s+)?(?:(?:accompanying|following|given|above|below|attached)\s+)?"
+    r"(?:image|picture|figure|fig\.?|photo(?:graph)?|diagram|x-?ray|radiograph|illustration|slide)s?\b"
+    r"|\b" + _NOUN + r"\s+(?:is\s+|are\s+)?(?:shown|given|depicted|displayed|illustrated|marked|labell?ed|below|above)\b"
+    r"|\b" + _NOUN + r"[^.?!\n]{0,60}?\b(?:is|are)\s+(?:shown|provided|attached)\b"
+    r"|\b(?:marked|labell?ed|arrowed)\s+(?:structure|area|part|region|bone|muscle|nerve|vessel|organ)s?\b"
+    r"|\b(?:identify|name)\s+the\s+(?:instrument|structure|device)\b"
+    r"|\bpointed\s+(?:by|with)\s+(?:the\s+)?arrow|\barrows?\s+(?:mark|indicate|point)s?\b"
+    r"|\bin\s+the\s+(?:following|given|above|below)\s+(?:image|picture|figure|photo(?:graph)?|x-?ray|ecg|diagram)\b"
+)
+
 
 class ValidateParams(StepParams):
     min_options: int = 2
     #: Reject rows whose stem refers to an image we do not have (HEAD-QA `image` field).
     reject_images: bool = True
+    #: Reject rows whose question refers to an image even when the source has no image field.
+    image_phrases: list[str] = [IMAGE_REFERENCE]
     #: Reject MCQ rows where two options have the same text (ambiguous key).
     reject_duplicate_option_text: bool = True
 
@@ -41,12 +62,17 @@ class Validate(Step):
             if "image" in frame.columns and p.reject_images
             else pl.lit(False)
         )
+        mentions = (pl.col("question").fill_null("").str.contains("|".join(f"(?:{x})" for x in p.image_phrases))
+                    if p.image_phrases and p.reject_images else pl.lit(False))
         # The first failing rule names the reason (order = most fundamental first).
         rules: list[tuple[pl.Expr, str, pl.Expr]] = [
             (blank("question"), "empty_question", pl.lit("question is empty")),
             (pl.col("task").is_null(), "missing_task", pl.lit("task is null")),
             (has_image, "needs_image",
              pl.lit("question refers to an image: ") + pl.col("image") if "image" in frame.columns else pl.lit("")),
+            (mentions, "needs_image", pl.lit("question refers to an image the source does not carry: ")
+             + pl.col("question").str.extract("(" + "|".join(f"(?:{x})" for x in p.image_phrases) + ")")
+             if p.image_phrases else pl.lit("")),
             (blank("answer"), "empty_answer", pl.lit("answer is empty")),
             (is_mcq & (labels.list.n_unique() < labels.list.len()), "duplicate_option_labels",
              pl.lit("labels: ") + labels.list.join(",")),
