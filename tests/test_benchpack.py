@@ -81,3 +81,17 @@ def test_wheel_ships_the_pack(tmp_path: Path) -> None:
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(site), "PYTHONSAFEPATH": "1"}
                          ).stdout.split()
     assert out == [str(site / "curate/pack"), str(sum(ROWS.values()))]
+
+
+def test_curate_benchmarks_lists_the_pack() -> None:
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    res = CliRunner().invoke(app, ["benchmarks", "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output)
+    assert {r["name"]: r["rows"] for r in listed} == ROWS
+    assert all({"split", "version", "license"} <= set(r) for r in listed)
+    res = CliRunner().invoke(app, ["benchmarks"])
+    assert res.exit_code == 0 and "mmlu_medical_genetics_test" in res.output and "15,937 rows" in res.output
