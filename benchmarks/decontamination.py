@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from curate.bench_retrieval import BenchRetriever  # noqa: E402
 from curate.benchpack import pack_sets, read_pack_set  # noqa: E402
 from curate.recipe import SourceSpec  # noqa: E402
-from curate.record import to_frame  # noqa: E402
+from curate.record import CANONICAL_COLUMNS, to_frame  # noqa: E402
 from curate.sources import read_source  # noqa: E402
 from curate.steps import BuildContext, get_step  # noqa: E402
 
@@ -64,7 +64,7 @@ def negatives(n: int, seed: int) -> pl.DataFrame:
     frames = []
     for fmt, rel in NEGATIVE_FILES:
         d = read_source(SourceSpec(name=f"neg_{fmt}", format=fmt, path=rel), base_dir=DATA)
-        frames.append(d.frame.sample(min(n // len(NEGATIVE_FILES), d.frame.height), seed=seed))
+        frames.append(d.frame.select(CANONICAL_COLUMNS).sample(min(n // len(NEGATIVE_FILES), d.frame.height), seed=seed))
     return pl.concat(frames).with_columns(pl.lit("negative").alias("source"))
 
 

@@ -59,8 +59,11 @@ def last_user(request: dict[str, Any]) -> str:
 
 def oracle(request: dict[str, Any]) -> Reply:
     """A teacher that always 'knows': CoT prompts get an explanation ending with the gold answer; judge
-    prompts get a score that depends on the request seed (deterministic)."""
+    prompts get a score that depends on the request seed (deterministic); rephrase-judge prompts get
+    `Verdict: different`."""
     user = last_user(request)
+    if "BENCHMARK item:" in user:  # the rephrase-contamination judge: the oracle's data is clean
+        return Reply("The two items ask different questions.\nVerdict: different")
     if _RESPONSE.search(user):
         score = 3 + (int(request.get("seed") or 0) % 8)
         return Reply(f"The response is mostly correct and safe.\nScore: {score}")
