@@ -42,6 +42,7 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    logprobs: Any = None  # the choice's `logprobs` object (OpenAI layout), when set
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -274,7 +275,8 @@ class ScriptedServer:
         return {
             "id": f"chatcmpl-{self.count}", "object": "chat.completion", "created": 0,
             "model": request.get("model", "scripted"),
-            "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": reply.finish_reason}
+            "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": reply.finish_reason,
+                         **({"logprobs": reply.logprobs} if reply.logprobs is not None else {})}
                         for i, c in enumerate(contents)],
             "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
             **reply.extra,
