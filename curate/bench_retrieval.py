@@ -12,6 +12,7 @@ Only the retrieval lives here (core, no teacher); the step that asks a judge abo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import bm25s
@@ -19,6 +20,8 @@ import numpy as np
 import polars as pl
 
 from curate.textnorm import norm_expr
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # its per-call DEBUG lines are not ours to print
 
 #: bm25s' default token pattern keeps words of 2+ characters; a single digit (a dose, an age) is a word too.
 TOKEN_PATTERN = r"(?u)\b\w+\b"

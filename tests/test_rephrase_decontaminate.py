@@ -146,3 +146,20 @@ def test_medqa_sft_build_runs_the_pass_only_with_a_teacher(leaks, data_dir, work
     assert len(caught) > len(truth) - len(caught)  # the judge pass caught most of them
     card = (path / "README.md").read_text()
     assert "rephrased" in card.lower()
+
+
+@pytest.mark.slow
+def test_rephrase_pass_against_transformers_serve(tiny_serve, tmp_path, leaks, medqa_rows) -> None:
+    """A real server (tiny random model, so its verdicts rarely parse): the pass completes and reconciles;
+    rows without a parsable verdict are kept and counted, never lost."""
+    frame, _, _ = leaks
+    rows = pl.concat([medqa_rows.head(6), frame.head(3).select(medqa_rows.columns)])
+    ctx = make_ctx(tmp_path, tiny_serve["url"], tiny_serve["model"])
+    step = get_step("decontaminate_rephrase")({"max_tokens": 8, "max_attempts": 1, "top_k": 2, "log_every_s": 60,
+                                               "teacher": {"profile": "vllm-local", "max_concurrency": 4,
+                                                           "timeout_s": 60}})
+    res = step.apply(rows, ctx)
+    assert res.kept.height + res.rejected.height == rows.height
+    assert set(res.rejected["reason"]) <= {"benchmark_rephrase"}
+    assert res.stats["client"]["failures"] == 0 and res.stats["rows_judged"] >= 3
+    assert res.stats["unjudged"] + res.stats["rephrased_hits"] >= 1
