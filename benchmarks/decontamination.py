@@ -133,11 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nnegatives: {neg_w.height} real training questions; 13-gram false positives "
           f"{neg_fp} ({neg_fp / neg_w.height:.3f}); rows sent to the judge by the gate (top-{k_step}, "
           f"rel >= {gate}): {sent['row'].n_unique()} ({sent['row'].n_unique() / neg_w.height:.3f}), "
-          f"{sent.height} judge calls")
+          f"{sent.height} judge calls at most")
     pos_sent = cands.filter((pl.col("rank") < k_step) & (pl.col("rel") >= gate)).join(
         pos_w.select("row"), on="row", how="semi")
-    print(f"positives: {pos_w.height}; judge calls {pos_sent.height} "
-          f"({pos_sent.height / max(pos_w.height, 1):.2f} per row)")
+    print(f"positives: {pos_w.height}; judge calls at most {pos_sent.height} "
+          f"({pos_sent.height / max(pos_w.height, 1):.2f} per row; the step stops at the first `same`)")
     print(f"time: 13-gram pass {t_ngram:.1f} s; BM25 index of {items.height} items {t_index:.1f} s; "
           f"top-{max(KS)} for {frame.height} rows {t_query:.2f} s (2 shared cores: noisy)")
 
