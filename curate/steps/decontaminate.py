@@ -27,6 +27,8 @@ located by `curate.benchsets`: `paths: {set: path}` or a `root` folder (relative
 else $MEDCURATE_BENCHMARKS) laid out like shared/data override a pack set; `extra: {name: {format, path}}`
 adds the user's own; `pack: false` switches the pack off (then the Hub only with `hub: true`). One that
 cannot be found is listed in `stats["missing"]` and logged as a warning; `strict: true` makes it an error.
+An input of 20+ rows of which more than `max_hit_fraction` (0.5) are hits is itself a benchmark split: the
+step raises a RecipeError saying so instead of letting the build finish with (almost) no rows.
 The benchmark n-gram index is cached in `<work_dir>/decontaminate-index/<key>/`, keyed by the benchmark
 files' path, mtime and size and by `ngram` / `max_item_frequency`, so later builds skip parsing them.
 """
