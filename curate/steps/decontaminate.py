@@ -22,11 +22,15 @@ Each hit is rejected with reason `benchmark_overlap` and detail `<benchmark>:<be
 `stats["benchmarks"]` holds the per-benchmark table ({name: rows, checked, hits, hit_rate, found, where,
 note}), `scores` the best match of every row (bench_name, bench_id, bench_overlap).
 
-Benchmarks are located by `curate.benchsets` (`root`, relative to the working directory, else
-$MEDCURATE_BENCHMARKS; or `paths`; the Hub only with `hub: true`). One that cannot be found is listed in
-`stats["missing"]` and logged as a warning; `strict: true` makes it an error. The benchmark n-gram index is
-cached in `<work_dir>/decontaminate-index/<key>/`, keyed by the benchmark files' path, mtime and size and
-by `ngram` / `max_item_frequency`, so later builds skip parsing the benchmark files.
+Benchmarks are the shipped pack's sets (`curate.benchpack`, 11 sets, 15,937 items: no set-up, no download),
+located by `curate.benchsets`: `paths: {set: path}` or a `root` folder (relative to the working directory,
+else $MEDCURATE_BENCHMARKS) laid out like shared/data override a pack set; `extra: {name: {format, path}}`
+adds the user's own; `pack: false` switches the pack off (then the Hub only with `hub: true`). One that
+cannot be found is listed in `stats["missing"]` and logged as a warning; `strict: true` makes it an error.
+An input of 20+ rows of which more than `max_hit_fraction` (0.5) are hits is itself a benchmark split: the
+step raises a RecipeError saying so instead of letting the build finish with (almost) no rows.
+The benchmark n-gram index is cached in `<work_dir>/decontaminate-index/<key>/`, keyed by the benchmark
+files' path, mtime and size and by `ngram` / `max_item_frequency`, so later builds skip parsing them.
 """
 
 from __future__ import annotations
@@ -37,48 +41,28 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from curate.benchsets import BENCHMARKS, file_key, load_benchmark
+from curate.benchsets import BENCHMARKS, Benchmark, BenchSelection, file_key, load_benchmark
 from curate.errors import RecipeError
-from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
+from curate.steps import BuildContext, Step, StepResult, register, split_by
 from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_expr, tokenize
 
 REASON = "benchmark_overlap"
 
 
-class DecontaminateParams(StepParams):
-    benchmarks: list[str] | Literal["all"] = "all"
-    root: str | None = None  # folder laid out like ../shared/data; default $MEDCURATE_BENCHMARKS
-    paths: dict[str, str] = Field(default_factory=dict)  # per-benchmark file, folder or glob
-    hub: bool = False  # allow loading benchmarks that are not found locally from the Hub
+class DecontaminateParams(BenchSelection):
     ngram: int = Field(13, ge=3, le=50)
     min_overlap: float = Field(0.5, gt=0.0, le=1.0)
     min_short_tokens: int = Field(4, ge=1)
     min_option_overlap: float = Field(0.5, gt=0.0, le=1.0)  # same-question rule: Jaccard of option sets
     max_item_frequency: int = Field(20, ge=1)
     strict: bool = False  # fail the build when a requested benchmark cannot be found
-
-    @field_validator("benchmarks")
-    @classmethod
-    def _known(cls, value: list[str] | str) -> list[str] | str:
-        if isinstance(value, list):
-            unknown = [b for b in value if b not in BENCHMARKS]
-            if unknown:
-                raise ValueError(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
-        return value
-
-    @field_validator("paths")
-    @classmethod
-    def _known_paths(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = [b for b in value if b not in BENCHMARKS]
-        if unknown:
-            raise ValueError(f"unknown benchmark(s) in paths {unknown}; known: {sorted(BENCHMARKS)}")
-        return value
+    max_hit_fraction: float | None = Field(0.5, gt=0.0, le=1.0)  # more hits than this: the input IS a benchmark
 
 
 def _texts(frame: pl.DataFrame) -> pl.DataFrame:
@@ -102,8 +86,7 @@ class Decontaminate(Step):
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p: DecontaminateParams = self.params  # type: ignore[assignment]
-        names = list(BENCHMARKS) if p.benchmarks == "all" else list(p.benchmarks)
-        index, found = bench_index(names, p, ctx.work_dir)
+        index, found = bench_index(p.sets(), p, ctx.work_dir)
         missing = [b for b in found if not b.found]
         if missing:
             by_note: dict[str, list[str]] = {}
@@ -115,8 +98,8 @@ class Decontaminate(Step):
         if missing and p.strict:
             raise RecipeError(
                 f"decontaminate: benchmark(s) not found: {', '.join(b.name for b in missing)}",
-                hint="set `root:` (or $MEDCURATE_BENCHMARKS) to a folder laid out like shared/data, "
-                     "give `paths: {name: file}`, or `hub: true`",
+                hint="keep the shipped pack on (`pack: true`), set `root:` (or $MEDCURATE_BENCHMARKS) to a "
+                     "folder laid out like shared/data, give `paths: {name: file}`, or `hub: true`",
             )
         best = _match(frame, index, p)
         tagged = frame.with_columns(
@@ -136,6 +119,7 @@ class Decontaminate(Step):
         hits = rejected.group_by("_bench").len() if rejected.height else pl.DataFrame(
             schema={"_bench": pl.Utf8, "len": pl.UInt32})
         hit_counts = dict(zip(hits["_bench"].to_list(), hits["len"].to_list(), strict=True))
+        _refuse_benchmark_input(frame.height, hit_counts, p.max_hit_fraction)
         table: dict[str, dict[str, Any]] = {}
         for b in found:
             checked = frame.height if b.found else 0
@@ -159,6 +143,22 @@ class Decontaminate(Step):
         return StepResult(kept.drop(helper), rejected.drop(helper), scores=scores, stats=stats)
 
 
+def _refuse_benchmark_input(rows: int, hit_counts: dict[str, int], max_fraction: float | None) -> None:
+    """A build whose input is itself mostly a benchmark split fails here, saying so, rather than finishing
+    with (almost) zero rows. Inputs under 20 rows are not judged (a handful of planted leaks is a test)."""
+    hits = sum(hit_counts.values())
+    if max_fraction is None or rows < 20 or hits <= max_fraction * rows:
+        return
+    top = ", ".join(f"{b}: {n:,}" for b, n in sorted(hit_counts.items(), key=lambda kv: -kv[1])[:3])
+    raise RecipeError(
+        f"decontaminate: {hits:,} of {rows:,} input rows ({hits / rows:.0%}) are benchmark test items ({top}); "
+        "the input looks like a benchmark split, not training data, and decontamination would remove it",
+        hint="train on a training split (e.g. MedQA train), not a benchmark's test/dev split; to build an "
+             "evaluation set drop `decontaminate` from the recipe; to keep going anyway set "
+             "`decontaminate: {max_hit_fraction: null}`",
+    )
+
+
 @dataclass
 class Found:
     name: str
@@ -177,17 +177,20 @@ class BenchIndex:
 
 INDEX_VERSION = 1
 _INDEX_CACHE: dict[str, BenchIndex] = {}
+_WHERE_CACHE: dict[str, dict[str, str | None]] = {}  # digest -> {set: where it was read from}
 
 
-def bench_index(names: list[str], p: DecontaminateParams, work_dir: Path | None
+def bench_index(sets: dict[str, Benchmark | None], p: DecontaminateParams, work_dir: Path | None
                 ) -> tuple[BenchIndex | None, list[Found]]:
     """The n-gram index of the requested benchmarks, from memory, from `work_dir`, or built and saved there.
 
     Keyed by the benchmark files (path, mtime, size) and the matching params: a changed file rebuilds it.
     """
-    keys = {n: file_key(n, root=p.root, path=p.paths.get(n)) for n in names}
+    names = list(sets)
+    src = {n: {"root": p.root, "path": p.path_of(n), "pack": p.pack, "bench": sets[n]} for n in names}
+    keys = {n: file_key(n, **src[n]) for n in names}
     local = {n: k for n, k in keys.items() if k is not None}
-    remote = [n for n in names if keys[n] is None and p.hub and BENCHMARKS[n].hub]
+    remote = [n for n in names if keys[n] is None and p.hub and sets[n] is None and BENCHMARKS[n].hub]
     digest = hashlib.sha256(json.dumps(
         [INDEX_VERSION, sorted(local.items()), remote, p.ngram, p.max_item_frequency], default=str
     ).encode()).hexdigest()[:16]
@@ -197,20 +200,21 @@ def bench_index(names: list[str], p: DecontaminateParams, work_dir: Path | None
         index = BenchIndex(*(pl.read_parquet(folder / f"{part}.parquet") for part in ("items", "grams", "denom")))
     if index is not None and not remote:
         meta = json.loads((folder / "meta.json").read_text()) if folder and (folder / "meta.json").is_file() \
-            else {"found": {}}
+            else {"found": _WHERE_CACHE.get(digest, {})}  # from memory: another build's work dir wrote it
         counts = dict(index.items.group_by("bench").len().iter_rows())
         found = [Found(n, True, int(counts.get(n, 0)), meta["found"].get(n)) if n in local
-                 else Found(n, False, note=load_benchmark(n, root=p.root, path=p.paths.get(n)).note)
+                 else Found(n, False, note=load_benchmark(n, **src[n]).note)
                  for n in names]
         _INDEX_CACHE[digest] = index
         return index, found
-    loaded = [load_benchmark(n, root=p.root, path=p.paths.get(n), hub=p.hub) for n in names]
+    loaded = [load_benchmark(n, hub=p.hub, **src[n]) for n in names]
     found = [Found(b.name, b.found, b.frame.height, b.where, b.note) for b in loaded]
     frames = [b.frame for b in loaded if b.found and b.frame.height]
     if not frames:
         return None, found
     index = _build_index(frames, p)
     _INDEX_CACHE[digest] = index
+    _WHERE_CACHE[digest] = {f.name: f.where for f in found if f.found}
     if folder is not None and not remote:
         tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
         try:  # written aside and renamed: a killed build never leaves a half-written index
