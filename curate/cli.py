@@ -51,13 +51,16 @@ def build(
     out: Annotated[Path | None, typer.Option(help="Write the build here instead of builds/NAME/<build-id>.")] = None,
     teacher_url: Annotated[list[str], typer.Option("--teacher-url", help="OpenAI-compatible base URL(s), e.g. http://127.0.0.1:8000/v1 (repeatable).")] = [],  # noqa: B006
     teacher_model: Annotated[str | None, typer.Option(help="Model name the teacher server serves.")] = None,
+    policy_url: Annotated[list[str], typer.Option("--policy-url", help="Policy (model being aligned) base URL(s) for red-team pairs (repeatable).")] = [],  # noqa: B006
+    policy_model: Annotated[str | None, typer.Option(help="Model name the policy server serves.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate teacher calls and tokens; write nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run a recipe: read sources, run its steps, write a build folder (data, rejects, scores, manifest, report, card)."""
     from curate.build import run_build
 
-    options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model}.items() if v}
+    options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model,
+                                 "policy_url": policy_url or None, "policy_model": policy_model}.items() if v}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                   console=console, disable=quiet, transient=False) as bars:
