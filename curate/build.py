@@ -103,10 +103,14 @@ def _check(stage: str, frame: pl.DataFrame, result: StepResult, expands: bool = 
 
 
 def _ingest(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Concatenate sources and reject repeats of the same content id (the first occurrence is kept)."""
+    """Concatenate sources and reject repeats of the same content id (the first occurrence is kept,
+    test-split rows first)."""
     frame = pl.concat([conform(f) for f in frames], how="diagonal_relaxed") if frames else None
     if frame is None or frame.height == 0:
         raise MedcurateError("the sources produced no rows", hint="check the source files and --limit")
+    # a held-out test row wins over a training copy of it whatever the source order (the `holdout` step
+    # then drops it); a stable sort, so nothing moves when no source has `split: test`
+    frame = frame.sort((pl.col("source_split") != "test").fill_null(True), maintain_order=True)
     first = frame.with_row_index("_row").group_by("id", maintain_order=True).agg(
         pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
         pl.col("source_id").first().alias("_fsid"),

@@ -210,7 +210,7 @@ class SafetyPairs:
             "judged": len(judged),
             "by_style": {r[0]: r[3] for r in by_style["rows"]},
             "by_topic": {r[0]: r[3] for r in by_topic["rows"]},
-        }, "card_notes": [CARD_NOTE], "templates": {
+        }, "card_notes": [CARD_NOTE], "card_tables": [by_style, by_topic], "templates": {
             "chosen": self.safe.version, "judge": self.judge.version, "policy": self.policy_tpl.version}}
         return StepResult(kept=kept, rejected=rejected, scores=scores, stats=stats)
 
