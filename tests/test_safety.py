@@ -339,8 +339,16 @@ def test_safety_pairs_pass_trl_checks_and_train_dpo(data_dir: Path, work: Path, 
         assert is_conversational(example)
         out = maybe_apply_chat_template(example, tok)
         assert out["prompt"].endswith("<|im_start|>assistant\n") and out["chosen"] != out["rejected"]
+    # published by tag, the version recipes/train/aloe-dpo-stage2.yaml consumes
+    from curate import registry
+    from train.config import load_config
+
+    pushed = registry.push("medical-safety-dpo", "1.0.0", build=res.path.name)
+    stage2 = load_config("dpo", Path(__file__).resolve().parents[1] / "recipes" / "train" / "aloe-dpo-stage2.yaml")
+    ref = f"{pushed.repo_id}@{pushed.tag}"
+    assert [d.ref for d in stage2.datasets] == [ref]
     cfg = validate_config("dpo", {
-        "model": "tiny-random-llama", "output_dir": str(work / "dpo-out"), "datasets": [str(res.path)],
+        "model": "tiny-random-llama", "output_dir": str(work / "dpo-out"), "datasets": [ref],
         "training": {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-4, "max_length": 256,
                      "logging_steps": 1},
     })
@@ -377,3 +385,28 @@ def test_safety_dpo_against_transformers_serve(data_dir: Path, work: Path, msb: 
     for o in side["pref_outcome"]:
         by[o] += 1
     assert sum(by.values()) == pref["rows_in"]
+
+
+def test_medical_dpo_mix_includes_safety_pairs_by_weight(data_dir: Path, work: Path, msb: pl.DataFrame,
+                                                         servers) -> None:
+    """The shipped mix recipe's commented safety part, uncommented, mixes the safety build by weight."""
+    test_csv, _, _ = _carve_test_split(data_dir, work, msb)
+    safety = _run(_recipe(work, data_dir, test_csv, servers["judge"].url, n=4), servers["teacher"].url,
+                  servers["policy"].url, limit=60)
+    demo = run_build("demo-dpo")
+    text = (Path(__file__).resolve().parents[1] / "recipes" / "medical-dpo-mix.yaml").read_text()
+    block = re.search(r"^#  - name: medical-safety-dpo\n(?:#    .*\n)+", text, re.M).group(0)
+    part = "".join(line[1:] + "\n" for line in block.splitlines())
+    text = re.sub(r"  - name: medmcqa-dpo\n(?:    .*\n)+", part, text)
+    (work / "mix.yaml").write_text(text)
+    res = run_build(str(work / "mix.yaml"), source_overrides={
+        "medqa-dpo": str(demo.path), "medical-safety-dpo": str(safety.path)})
+    m = res.manifest
+    mix = next(s for s in m["steps"] if s["name"] == "mix")
+    out = pl.read_parquet(res.path / "data")
+    by_source = dict(out.group_by("source").len().rows())
+    assert set(by_source) == {"medqa-dpo", "medical-safety-dpo"}
+    n_demo, n_safety = by_source["medqa-dpo"], by_source["medical-safety-dpo"]
+    assert n_safety == pytest.approx(0.5 * n_demo, abs=1)  # weights 1.0 : 0.5
+    assert m["rows_in"] == m["rows_out"] + m["rows_rejected"] and mix["rows_in"] > out.height
+    assert out.filter(pl.col("source") == "medical-safety-dpo")["rejected"].list.len().min() == 1
