@@ -410,3 +410,22 @@ def test_medical_dpo_mix_includes_safety_pairs_by_weight(data_dir: Path, work: P
     assert n_safety == pytest.approx(0.5 * n_demo, abs=1)  # weights 1.0 : 0.5
     assert m["rows_in"] == m["rows_out"] + m["rows_rejected"] and mix["rows_in"] > out.height
     assert out.filter(pl.col("source") == "medical-safety-dpo")["rejected"].list.len().min() == 1
+
+
+def test_expanding_step_reconciliation(tmp_path: Path, msb: pl.DataFrame) -> None:
+    """The runner accepts an expansion only when the parents are exactly the input ids and ids stay unique."""
+    from curate.build import _check
+    from curate.errors import ReconciliationError
+    from curate.steps import StepResult, no_rejects
+
+    frame = msb.head(5)
+    res = get_step("attack")({"n": 3}).apply(frame, _ctx(tmp_path))
+    assert _check("attack", frame, res, expands=True) == 10
+    lost = res.kept.filter(pl.col("parent_id") != frame["id"][0])  # every style of one request dropped
+    with pytest.raises(ReconciliationError, match="parent_id"):
+        _check("attack", frame, StepResult(kept=lost, rejected=no_rejects(lost)), expands=True)
+    twice = pl.concat([res.kept, res.kept.head(1)])
+    with pytest.raises(ReconciliationError, match="unique ids"):
+        _check("attack", frame, StepResult(kept=twice, rejected=no_rejects(twice)), expands=True)
+    with pytest.raises(ReconciliationError):  # a step that does not declare expansion may not add rows
+        _check("attack", frame, res)
