@@ -135,7 +135,7 @@ def test_attack_styles_are_seeded_and_plain_always_included(tmp_path: Path, msb:
     out = res4.kept
     assert res4.rejected.height == 0 and out.height == 4 * 30 and out["id"].n_unique() == out.height
     assert set(out["parent_id"]) == set(frame["id"]) and not set(out["id"]) & set(frame["id"])
-    for parent, group in out.group_by("parent_id"):
+    for _parent, group in out.group_by("parent_id"):
         styles = group["attack_style"].to_list()
         assert "plain" in styles and len(set(styles)) == 4
         request = group["question"][0]
@@ -311,6 +311,18 @@ def test_safety_dpo_build_with_scripted_servers(data_dir: Path, work: Path, msb:
     again = _run(recipe, servers["teacher"].url, servers["policy"].url, limit=40)
     assert {k: len(servers[k].log) - before[k] for k in before} == failed  # failed calls are asked again
     assert again.manifest["output"]["sha256"] == m["output"]["sha256"]
+
+    # one more attack style per request pays only for the new attacked prompts' calls
+    before = len(servers["policy"].log)
+    more = _run(_recipe(work, data_dir, test_csv, servers["judge"].url, n=4), servers["teacher"].url,
+                servers["policy"].url, limit=40)
+    new_rows = next(s for s in more.manifest["steps"] if s["name"] == "preference")["rows_in"] - pref["rows_in"]
+    assert new_rows == attack["rows_in"]
+    new_prompts = {last_user(e["body"]) for e in servers["policy"].log[before:]}
+    old_prompts = set(attacked["attack_prompt"])
+    errors_again = {p for p in old_prompts if policy_plan(p) == "error"}
+    assert new_prompts - old_prompts and new_prompts & old_prompts == errors_again
+    assert len(new_prompts - old_prompts) == new_rows
 
 
 def test_safety_mode_needs_a_policy(tmp_path: Path, msb: pl.DataFrame) -> None:

@@ -52,7 +52,8 @@ class SafetyPrompts(Adapter):
     def convert(self, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, Mapping):
             raise Reject("malformed_row", f"expected an object (one record), got {type(obj).__name__}")
-        stem, folder, n = obj.get(_FILE_KEY) or ("hub", "", None)
+        self.rows = getattr(self, "rows", 0) + 1
+        stem, folder, n = obj.get(_FILE_KEY) or (self.ctx.spec.name, "", self.rows - 1)  # Hub rows: a counter
         if "harmful_medical_request" in obj:
             m = _CATEGORY_FILE.search(stem)
             question, ref = obj["harmful_medical_request"], obj.get("safe_response")
