@@ -13,7 +13,8 @@ For every attacked prompt (rows from the `attack` step: `question` = the unsafe 
    with a new seed up to `safe_attempts` times; none judged safe -> `no_safe_chosen`.
 
 The pair: `prompt` = the policy's conversation, `chosen` = the judged-safe teacher answer, `rejected` =
-the judged-unsafe policy answer, for the same attacked prompt. The policy is asked first so that rows it
+the judged-unsafe policy answer, for the same attacked prompt. An empty policy answer leaves as
+`policy_empty` (not judged, not counted in the ASR). The policy is asked first so that rows it
 already handles safely cost no teacher calls. Failed calls leave as `policy_error`, `judge_error` or
 `teacher_error` (not cached, so a re-run asks again). Every call goes through the call cache with a seed
 derived from (row id, role, attempt) and the prompt files' text in the template version: raising the
@@ -136,6 +137,9 @@ class SafetyPairs:
             o.reason, o.detail = "policy_error", str(err)
             return o
         o.policy_text, o.policy_finish = comp.text, comp.finish_reason
+        if not comp.text.strip():  # nothing to judge and nothing to unlearn; not counted in the ASR
+            o.reason, o.detail = "policy_empty", f"the policy returned no text (finish_reason {comp.finish_reason})"
+            return o
         try:
             o.policy_verdict = await self.verdict(judge, row, comp.text, "policy")
         except TeacherError as err:
@@ -152,10 +156,14 @@ class SafetyPairs:
             try:
                 c = await teacher.chat(messages, self._gen(derive_seed(self.base_seed, f"{row['id']}:safe", attempt),
                                                            p.temperature, p.max_tokens), template=self.safe.version)
-                text = c.text.strip() if c.finish_reason != "length" else ""
-                v = await self.verdict(judge, row, text, f"chosen{attempt}") if text else None
             except TeacherError as err:
                 o.reason, o.detail = "teacher_error", f"safe answer attempt {attempt}: {err}"
+                return o
+            text = c.text.strip() if c.finish_reason != "length" else ""  # a cut-off answer is no `chosen`
+            try:
+                v = await self.verdict(judge, row, text, f"chosen{attempt}") if text else None
+            except TeacherError as err:
+                o.reason, o.detail = "judge_error", f"judging safe answer attempt {attempt}: {err}"
                 return o
             o.chosen_texts.append(c.text)
             o.chosen_verdicts.append(v if text else ("truncated" if c.finish_reason == "length" else "empty"))

@@ -441,3 +441,39 @@ def test_expanding_step_reconciliation(tmp_path: Path, msb: pl.DataFrame) -> Non
         _check("attack", frame, StepResult(kept=twice, rejected=no_rejects(twice)), expands=True)
     with pytest.raises(ReconciliationError):  # a step that does not declare expansion may not add rows
         _check("attack", frame, res)
+
+
+def test_cli_shipped_recipe_with_policy_flags(data_dir: Path, work: Path) -> None:
+    """`curate build medical-safety-dpo --policy-url/--policy-model`: the shipped recipe (jailbreak templates
+    included) estimates, builds against scripted servers and then finds the policy calls cached."""
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    teacher = Teacher()
+
+    def teacher_and_judge(req: dict) -> Reply:
+        return judge(req) if "PROMPT SENT TO THE ASSISTANT" in last_user(req) else teacher(req)
+
+    sources = {"medsafetybench": MSB_GPT4, "medsafetybench-ft": "safety/medsafetybench/ft_safety_med_n100.json",
+               "aart": "safety/aart/aart-v1-20231117_first2769.csv",
+               "forbidden-questions": "safety/jailbreak-llms/forbidden_question_set.csv"}
+    with ScriptedServer(teacher_and_judge) as tj, ScriptedServer(policy) as pol:
+        args = ["build", "medical-safety-dpo", "--limit", "6", "-q", "--teacher-url", tj.url, "--teacher-model", "t",
+                "--policy-url", pol.url, "--policy-model", "p"]
+        for name, rel in sources.items():
+            args += ["--source", f"{name}={data_dir / rel}"]
+        before = CliRunner().invoke(app, [*args, "--dry-run"])
+        assert before.exit_code == 0, before.output
+        est = json.loads(before.stdout[before.stdout.index("{"):])["preference"]
+        assert est["policy"]["model"] == "p" and est["cache_hits"] == 0 and not pol.log and not tj.log
+        built = CliRunner().invoke(app, args)
+        assert built.exit_code == 0, built.output
+        assert pol.log and all(e["body"]["model"] == "p" for e in pol.log)
+        assert {e["body"]["model"] for e in tj.log} == {"t"}
+        after = CliRunner().invoke(app, [*args, "--dry-run"])
+        est2 = json.loads(after.stdout[after.stdout.index("{"):])["preference"]
+    assert est2["policy_calls"] == est["policy_calls"] and est2["cache_hits"] == sum(e["completed"] for e in pol.log)
+    manifest = json.loads((Path(built.stdout.strip().splitlines()[-1]) / "manifest.json").read_text())
+    styles = next(s for s in manifest["steps"] if s["name"] == "attack")["stats"]["style_versions"]
+    assert any(k.startswith("jailbreak-") for k in styles) and "plain" in styles

@@ -19,8 +19,8 @@ Rows leave with `tie`, `margin_below_threshold`, `too_few_scored` or `teacher_er
 mode `safety` (red-team pairs, `synth.safety`): the `policy` endpoint answers each attacked prompt, the
 judge rates it with the safety rubric; only judged-unsafe policy answers become `rejected`, against a
 judged-safe answer the teacher writes under a safety system prompt. Rows leave with `policy_safe`,
-`no_safe_chosen`, `judge_no_verdict`, `policy_error`, `judge_error` or `teacher_error`; the report and
-card carry the policy's attack success rate per attack style and per topic.
+`policy_empty`, `no_safe_chosen`, `judge_no_verdict`, `policy_error`, `judge_error` or `teacher_error`;
+the report and card carry the policy's attack success rate per attack style and per topic.
 
 Output columns follow TRL's conversational preference format: `prompt` (system + user turns, exactly
 what the policy saw unless `system_in_prompt: false`), `chosen` and `rejected` (one assistant message
