@@ -304,6 +304,7 @@ def test_safety_dpo_build_with_scripted_servers(data_dir: Path, work: Path, msb:
     for text in (report, card):
         assert "Policy attack success rate by attack_style" in text and "Policy attack success rate by topic" in text
     assert "Content warning" in card and "Intended use" in card
+    assert f"(+{m['rows_added']} added)" in card and f"+ {m['rows_added']} added by expanding steps" in report
 
     # a second build pays for nothing: every teacher, policy and judge call comes from the cache
     before = {k: len(servers[k].log) for k in ("teacher", "policy", "judge")}
