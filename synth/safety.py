@@ -72,6 +72,8 @@ def load_template(path: str, name: str, *, user: str | None = None) -> Template:
 def policy_profile(ref: str | dict[str, Any] | None, ctx: BuildContext) -> TeacherProfile:
     """Step `policy:` profile, with --policy-url / --policy-model on top; one of them is required."""
     overrides = {"teacher_url": ctx.options.get("policy_url"), "teacher_model": ctx.options.get("policy_model")}
+    if ref is None and ctx.recipe is not None:  # a recipe-level `policy:` profile, where the recipe model has one
+        ref = getattr(ctx.recipe, "policy", None)
     if ref is None and not overrides["teacher_url"]:
         from curate.errors import RecipeError
 

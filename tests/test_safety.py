@@ -326,12 +326,22 @@ def test_safety_dpo_build_with_scripted_servers(data_dir: Path, work: Path, msb:
     assert len(new_prompts - old_prompts) == new_rows
 
 
-def test_safety_mode_needs_a_policy(tmp_path: Path, msb: pl.DataFrame) -> None:
+def test_safety_mode_policy_profile_in_the_step(tmp_path: Path, msb: pl.DataFrame, servers) -> None:
+    """Without --policy-url the step's `policy:` profile is the policy; with neither, a clear error."""
     from curate.errors import RecipeError
 
-    frame = get_step("attack")({"n": 1}).apply(msb.head(2), _ctx(tmp_path)).kept
+    frame = get_step("attack")({"n": 2}).apply(msb.head(12), _ctx(tmp_path)).kept
+    ctx = _ctx(tmp_path, teacher_url=[servers["teacher"].url], teacher_model="t")
     with pytest.raises(RecipeError, match="--policy-url"):
-        get_step("preference")({"mode": "safety"}).apply(frame, _ctx(tmp_path, teacher_url=["http://127.0.0.1:9/v1"]))
+        get_step("preference")({"mode": "safety"}).apply(frame, ctx)
+    step = get_step("preference")({"mode": "safety", "policy": {"model": "pm", "urls": [servers["policy"].url]},
+                                   "judge": {"model": "jm", "urls": [servers["judge"].url]}, "log_every_s": 60})
+    res = step.apply(frame, ctx)
+    assert res.kept.height + res.rejected.height == 24 and res.kept.height > 0
+    assert {e["body"]["model"] for e in servers["policy"].log} == {"pm"}
+    assert {e["body"]["model"] for e in servers["judge"].log} == {"jm"}
+    assert {e["body"]["model"] for e in servers["teacher"].log} == {"t"}
+    assert res.stats["policy"]["model"] == "pm" and res.stats["judge"]["model"] == "jm"
 
 
 def test_safety_pairs_pass_trl_checks_and_train_dpo(data_dir: Path, work: Path, msb: pl.DataFrame, servers) -> None:
