@@ -77,27 +77,43 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check(stage: str, frame: pl.DataFrame, result: StepResult) -> None:
-    """rows_in == kept + rejected, and the ids that came out are exactly the ids that went in."""
+def _check(stage: str, frame: pl.DataFrame, result: StepResult, expands: bool = False) -> int:
+    """rows_in == kept + rejected, and the ids that came out are exactly the ids that went in.
+
+    An expanding step (`expands = True`, e.g. `attack`) turns each input row into one or more rows that
+    carry `parent_id`: then every input id must be the parent of at least one output row, every parent
+    must be an input id, and the output ids must be unique. Returns the rows added (0 for other steps).
+    """
     kept, rejected = result.kept.height, result.rejected.height
+    if "reason" not in result.rejected.columns or (rejected and result.rejected["reason"].null_count()):
+        raise ReconciliationError(f"step {stage!r}: rejected rows without a `reason`")
+    if expands:
+        out = pl.concat([result.kept.select("id", "parent_id"), result.rejected.select("id", "parent_id")])
+        if out["id"].n_unique() != out.height or set(out["parent_id"].to_list()) != set(frame["id"].to_list()):
+            raise ReconciliationError(f"step {stage!r}: expanded rows must have unique ids and `parent_id` "
+                                      "covering exactly the input ids")
+        return out.height - frame.height
     if frame.height != kept + rejected:
         raise ReconciliationError(
             f"step {stage!r}: rows_in {frame.height} != kept {kept} + rejected {rejected}: "
             "rows would be lost silently; this is a bug in the step"
         )
-    if "reason" not in result.rejected.columns or (rejected and result.rejected["reason"].null_count()):
-        raise ReconciliationError(f"step {stage!r}: rejected rows without a `reason`")
     ids_in = frame["id"].sort()
     ids_out = pl.concat([result.kept["id"], result.rejected["id"]]).sort()
     if not ids_in.equals(ids_out):
         raise ReconciliationError(f"step {stage!r}: the ids of kept + rejected rows differ from the input ids")
+    return 0
 
 
 def _ingest(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Concatenate sources and reject repeats of the same content id (the first occurrence is kept)."""
+    """Concatenate sources and reject repeats of the same content id (the first occurrence is kept,
+    test-split rows first)."""
     frame = pl.concat([conform(f) for f in frames], how="diagonal_relaxed") if frames else None
     if frame is None:
         raise MedcurateError("the recipe has no sources", hint="add a `sources:` entry")
+    # a held-out test row wins over a training copy of it whatever the source order (the `holdout` step
+    # then drops it); a stable sort, so nothing moves when no source has `split: test`
+    frame = frame.sort((pl.col("source_split") != "test").fill_null(True), maintain_order=True)
     first = frame.with_row_index("_row").group_by("id", maintain_order=True).agg(
         pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
         pl.col("source_id").first().alias("_fsid"),
@@ -200,6 +216,7 @@ def run_build(
     scores: dict[str, pl.DataFrame] = {}
     estimates: dict[str, Any] = {}
     teacher = None
+    rows_added = 0  # rows created by expanding steps (attack styles)
     for spec in recipe.steps:
         if frame.height == 0:
             break  # nothing left: no step (and no teacher call) runs on zero rows; see curate.build_checks
@@ -212,11 +229,14 @@ def run_build(
         t0 = time.perf_counter()
         result = step.apply(frame, ctx)
         seconds = round(time.perf_counter() - t0, 3)
-        _check(spec.name, frame, result)
+        added = _check(spec.name, frame, result, getattr(step, "expands", False))
+        rows_added += added
         meta = {"name": spec.name, "rows_in": frame.height, "rows_kept": result.kept.height,
                 "rows_rejected": result.rejected.height, "seconds": seconds,
                 "params": step.params.model_dump(mode="json"), "stats": result.stats,
                 "reasons": _reasons(result.rejected)}
+        if added:
+            meta["rows_added"] = added
         steps_meta.append(meta)
         if result.stats.get("teacher"):
             teacher = result.stats["teacher"]
@@ -229,9 +249,10 @@ def run_build(
         frame = result.kept
 
     rows_rejected = sum(r.height for r in stage_rejects.values())
-    if rows_in != frame.height + rows_rejected:
+    if rows_in + rows_added != frame.height + rows_rejected:
         raise ReconciliationError(
-            f"build: rows_in {rows_in} != rows_out {frame.height} + rows_rejected {rows_rejected}"
+            f"build: rows_in {rows_in} + rows_added {rows_added} != rows_out {frame.height} + "
+            f"rows_rejected {rows_rejected}"
         )
 
     manifest: dict[str, Any] = {
@@ -242,6 +263,7 @@ def run_build(
         "rows_in": rows_in,
         "rows_out": frame.height,
         "rows_rejected": rows_rejected,
+        **({"rows_added": rows_added} if rows_added else {}),
         "splits": {recipe.output.split: frame.height},
         "teacher": teacher,
         "limit": limit,

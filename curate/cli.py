@@ -65,6 +65,8 @@ def build(
     teacher_url: Annotated[list[str], typer.Option("--teacher-url", help="OpenAI-compatible base URL(s), e.g. http://127.0.0.1:8000/v1 (repeatable).")] = [],  # noqa: B006
     teacher_model: Annotated[str | None, typer.Option(help="Model name the teacher server serves.")] = None,
     teacher_timeout: Annotated[float | None, typer.Option("--teacher-timeout", min=0.001, help="Seconds one teacher request may take (overrides the profile's timeout_s).")] = None,
+    policy_url: Annotated[list[str], typer.Option("--policy-url", help="Policy (model being aligned) base URL(s) for red-team pairs (repeatable).")] = [],  # noqa: B006
+    policy_model: Annotated[str | None, typer.Option(help="Model name the policy server serves.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate teacher calls and tokens; write nothing.")] = False,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Accept a build with no rows out (else it fails and LATEST stays).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
@@ -75,7 +77,8 @@ def build(
 
     options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model,
                                   "teacher_timeout": teacher_timeout, "allow_empty": allow_empty,
-                                  "tokenizer": tokenizer}.items() if v}
+                                  "tokenizer": tokenizer,
+                                  "policy_url": policy_url or None, "policy_model": policy_model}.items() if v}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                   console=console, disable=quiet, transient=False) as bars:

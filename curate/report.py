@@ -29,7 +29,9 @@ def render_report(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame] | N
         f"Recipe `{m['recipe']['name']}` (sha256 `{m['recipe']['sha256'][:12]}`), seed {m['seed']}"
         + (f", limit {m['limit']}" if m.get("limit") else "") + ".",
         "",
-        f"**{m['rows_in']} rows in → {m['rows_out']} kept, {m['rows_rejected']} rejected** "
+        f"**{m['rows_in']} rows in"
+        + (f" + {m['rows_added']} added by expanding steps" if m.get("rows_added") else "")
+        + f" → {m['rows_out']} kept, {m['rows_rejected']} rejected** "
         "(every rejected row is in `rejects/` with its step and reason).",
         "",
         "## Funnel",

@@ -16,6 +16,12 @@ mode `judge` (any task): each complete sample is scored 1-10 with the judge rubr
 `synth.steps.judge`; `chosen` = best, `rejected` = worst, kept when best - worst >= `min_margin`.
 Rows leave with `tie`, `margin_below_threshold`, `too_few_scored` or `teacher_error`.
 
+mode `safety` (red-team pairs, `synth.safety`): the `policy` endpoint answers each attacked prompt, the
+judge rates it with the safety rubric; only judged-unsafe policy answers become `rejected`, against a
+judged-safe answer the teacher writes under a safety system prompt. Rows leave with `policy_safe`,
+`policy_empty`, `no_safe_chosen`, `judge_no_verdict`, `policy_error`, `judge_error` or `teacher_error`;
+the report and card carry the policy's attack success rate per attack style and per topic.
+
 Output columns follow TRL's conversational preference format: `prompt` (system + user turns, exactly
 what the policy saw unless `system_in_prompt: false`), `chosen` and `rejected` (one assistant message
 each). Every sample (text, finish reason, parsed answer, outcome, judge score) goes to the side-car.
@@ -76,7 +82,7 @@ class Preference(Step):
         teacher: str | dict[str, Any] | None = Field(
             default=None, description="the POLICY that is sampled (profile name or inline); default the recipe's "
             "teacher. A student served the same way gives on-policy pairs for that student")
-        mode: Literal["verifiable", "judge"] = "verifiable"
+        mode: Literal["verifiable", "judge", "safety"] = "verifiable"
         n: int = Field(default=4, ge=2, le=64, description="responses sampled per row")
         temperature: float = Field(default=0.8, ge=0, description="sampling temperature (diversity of the N samples)")
         top_p: float = Field(default=0.95, gt=0, le=1)
@@ -93,6 +99,15 @@ class Preference(Step):
         judge_attempts: int = Field(default=2, ge=1, le=10, description="judge mode: re-asks when no score parses")
         judge_max_tokens: int = Field(default=256, gt=0)
         expected_completion_tokens: int = Field(default=350, gt=0, description="for --dry-run when the cache is empty")
+        # mode `safety` (synth.safety): `teacher` writes the safe `chosen`, `policy` gives the unsafe `rejected`
+        policy: str | dict[str, Any] | None = Field(
+            default=None, description="safety mode: the model being aligned (profile); --policy-url/--policy-model")
+        policy_system: str | None = Field(default=None, description="safety mode: system prompt the policy gets")
+        policy_temperature: float = Field(default=0.7, ge=0)
+        policy_max_tokens: int = Field(default=512, gt=0)
+        safe_attempts: int = Field(default=3, ge=1, le=10, description="safety mode: teacher answers tried per row")
+        rubric_file: str = Field(default="safety/judge_rubric.yaml", description="safety mode: judge rubric")
+        safe_system_file: str = Field(default="safety/safe_answer.yaml", description="safety mode: teacher prompt")
 
     params: Params
 
@@ -124,6 +139,8 @@ class Preference(Step):
             out["extra_body"] = p.extra_body
         if p.mode == "judge":
             out["min_margin"] = p.min_margin
+        if p.mode == "safety":
+            out["safe_attempts"] = p.safe_attempts
         return out
 
     # -- one row --------------------------------------------------------------------------------------
@@ -206,6 +223,10 @@ class Preference(Step):
     # -- apply ----------------------------------------------------------------------------------------
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p = self.params
+        if p.mode == "safety":
+            from synth.safety import run_safety
+
+            return run_safety(self, frame, ctx)
         policy = profile_for(p, ctx)
         judge_profile = self._judge_profile(ctx) if p.mode == "judge" else None
         judge = self._judge()
@@ -305,6 +326,10 @@ class Preference(Step):
     def estimate(self, frame: pl.DataFrame, ctx: BuildContext) -> dict[str, Any]:
         """Rows, sampling calls (and judge calls at most), tokens in/out, sampling calls already cached."""
         p = self.params
+        if p.mode == "safety":
+            from synth.safety import estimate_safety
+
+            return estimate_safety(self, frame, ctx)
         profile = profile_for(p, ctx)
         base_seed = self._base_seed(ctx)
         keys, chars, supported = [], 0, 0
