@@ -1,14 +1,15 @@
 """Locating and reading source files (JSON lines / JSON / CSV / parquet) and Hub datasets.
 
-Line formats (JSON lines, CSV) turn a bad row into a reject (`malformed_json`, `malformed_csv`,
-`invalid_utf8`) and go on; whole-file formats (a JSON document, parquet) cannot, so a broken file
-raises `InputError` naming the file, the line or byte, and a fix.
+The readers themselves are incremental (`curate.sources.readers`, `curate.sources.jsonstream`); the
+functions here keep their names and signatures for adapters. JSON lines, CSV and the elements of a
+JSON array or object turn a bad row into a reject (`malformed_json`, `malformed_csv`, `invalid_utf8`,
+`invalid_number`) and go on; a broken document structure or parquet file raises `InputError` naming
+the file, the line or byte, and a fix.
 """
 
 from __future__ import annotations
 
 import glob
-import hashlib
 import io
 import json
 import os
@@ -22,7 +23,6 @@ from typing import Any
 import polars as pl
 
 from curate.errors import InputError, SourceUnavailable
-from curate.fsutil import sha256_file
 from curate.recipe import SourceSpec
 from curate.sources.base import RawRow
 from curate.sources.readers import (
@@ -102,15 +102,6 @@ def glob_files(pattern: str) -> list[Path]:
             seen.add(r)
             out.append(r)
     return out
-
-
-def files_sha256(files: list[Path]) -> str:
-    """sha256 of the file bytes (one file), or of the names and hashes of several files."""
-    digests = [sha256_file(f) for f in files]
-    if len(files) == 1:
-        return digests[0]
-    listing = "".join(f"{f.name}\t{d}\n" for f, d in zip(files, digests, strict=True))
-    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 # --- whole-file helpers --------------------------------------------------------------------------
