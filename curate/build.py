@@ -28,7 +28,8 @@ import polars as pl
 from curate import __version__
 from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import pid_alive, sha256_file
-from curate.recipe import Recipe, load_recipe
+from curate.recipe import Recipe
+from curate.recipe_input import RecipeLike, resolve_recipe
 from curate.record import conform
 from curate.report import render_report
 from curate.resources import recipes_dir
@@ -137,7 +138,7 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
 def run_build(
-    recipe_ref: str,
+    recipe_ref: RecipeLike,
     *,
     source_overrides: dict[str, str] | None = None,
     limit: int | None = None,
@@ -146,9 +147,14 @@ def run_build(
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+    base_dir: Path | None = None,
 ) -> BuildResult:
-    """Run a recipe end to end. `progress(description, total) -> advance(n)` wires progress bars."""
-    recipe, recipe_path, recipe_sha = load_recipe(recipe_ref)
+    """Run a recipe end to end. `progress(description, total) -> advance(n)` wires progress bars.
+
+    `recipe_ref` is a recipe name, a YAML path, a dict or a `Recipe` (see `curate.recipe_input`);
+    `base_dir` is where an in-memory recipe's relative source paths resolve (default: the cwd).
+    """
+    recipe, recipe_path, recipe_sha = resolve_recipe(recipe_ref, base_dir=base_dir)
     overrides = dict(source_overrides or {})
     unknown = set(overrides) - {s.name for s in recipe.sources}
     if unknown:
@@ -321,3 +327,10 @@ def _recipe_meta(recipe: Recipe, path: Path, sha: str) -> dict[str, Any]:
         "license": recipe.license, "pretty_name": recipe.pretty_name or recipe.name,
         "language": recipe.language, "task_categories": recipe.task_categories, "tags": recipe.tags,
     }
+
+
+# `curate.build(recipe, sources=...)` is the Python API (curate.api.build) although `curate.build` is
+# also this module: the import system binds the submodule over any package attribute of that name.
+from curate.api import make_callable  # noqa: E402
+
+make_callable(__name__)

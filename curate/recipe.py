@@ -107,6 +107,11 @@ class Recipe(_Strict):
             out.append({"name": name, "params": params or {}})
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """A recipe from a YAML-shaped dict, validated like a file (step params too); errors name the key."""
+        return validate_recipe(data, origin=f"<recipe {data.get('name', '?')!r} given in Python>")
+
     @field_validator("sources")
     @classmethod
     def _unique_sources(cls, value: list[SourceSpec]) -> list[SourceSpec]:
