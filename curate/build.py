@@ -176,7 +176,9 @@ def run_build(
     source_infos, frames, stage_rejects = [], [], {}
     for spec in recipe.sources:
         t0 = time.perf_counter()
+        advance = progress(f"source {spec.name}", 0)  # a bar with elapsed time; the row count is unknown
         data = read_source(spec, base_dir=recipe_path.parent, limit=limit, path_override=overrides.get(spec.name))
+        advance(data.info["rows"])
         info = {**data.info, "rows_kept": data.frame.height, "rows_rejected": data.rejected.height,
                 "seconds": round(time.perf_counter() - t0, 3)}
         if data.rejected.height:
@@ -210,7 +212,9 @@ def run_build(
                 estimates[spec.name] = est
                 continue  # teacher steps are estimated, not run; the rows flow on unchanged
         t0 = time.perf_counter()
+        advance = progress(f"step {spec.name}", frame.height)  # teacher steps add their own per-row bar
         result = step.apply(frame, ctx)
+        advance(frame.height)
         seconds = round(time.perf_counter() - t0, 3)
         _check(spec.name, frame, result)
         meta = {"name": spec.name, "rows_in": frame.height, "rows_kept": result.kept.height,

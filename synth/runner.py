@@ -17,6 +17,7 @@ from curate.steps.base import BuildContext, StepParams
 from synth.cache import CACHE_FILE, CallCache
 from synth.client import TeacherClient, run_sync
 from synth.config import TeacherProfile, resolve_teacher
+from synth.rate import RateMeter, fmt_rate
 
 R = TypeVar("R")
 
@@ -80,6 +81,9 @@ async def map_rows(
     t0 = time.perf_counter()
     next_log = t0 + log_every_s
     it = iter(range(len(rows)))
+    # rates count from this call's start over a sliding window (synth/rate.py: the stats are cumulative)
+    tokens = RateMeter(lambda: client.stats.prompt_tokens + client.stats.completion_tokens)
+    requests = RateMeter(lambda: client.stats.requests)
 
     def log_line(final: bool = False) -> None:
         s = client.stats
@@ -87,8 +91,8 @@ async def map_rows(
         rate = done / secs
         eta = (len(rows) - done) / rate if rate > 0 else float("inf")
         ctx.logger.info(
-            "%s: %d/%d rows, %.1f req/s, %.0f tok/s, %d cache hits, %d retries, %d failed%s",
-            description, done, len(rows), s.requests / secs, (s.prompt_tokens + s.completion_tokens) / secs,
+            "%s: %d/%d rows, %s, %s, %d cache hits, %d retries, %d failed%s",
+            description, done, len(rows), fmt_rate(requests.rate(), "req"), fmt_rate(tokens.rate(), "tok"),
             s.cache_hits, s.retries, s.failures, "" if final else f", ETA {eta:.0f}s",
         )
 
@@ -97,8 +101,7 @@ async def map_rows(
 
     def info() -> str:
         s = client.stats
-        secs = max(time.perf_counter() - t0, 1e-9)
-        return (f"{s.requests / secs:,.0f} req/s · {(s.prompt_tokens + s.completion_tokens) / secs:,.0f} tok/s · "
+        return (f"{fmt_rate(requests.rate(), 'req')} · {fmt_rate(tokens.rate(), 'tok')} · "
                 f"{s.cache_hits:,} cached · {s.retries:,} retries")
 
     async def worker() -> None:
