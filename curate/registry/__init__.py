@@ -5,7 +5,7 @@ Backends: ``local`` (a folder, the default; see :mod:`curate.registry.local`) an
 
 Names: ``org/name`` or a bare ``name``, which means ``$MEDCURATE_ORG/name`` (default org ``local``).
 References: ``org/name@v1.2.0`` (or ``@1.2.0``), ``@latest`` / no suffix (highest semver tag), a
-branch (``@main``: the last pushed version) or a commit id (prefix of 7+ hex digits).
+branch (``@main``: the highest version, as ``load_dataset(repo)`` sees it) or a commit id (prefix of 7+ hex digits).
 """
 
 from __future__ import annotations
@@ -70,8 +70,12 @@ def push(
     repo: str | None = None,
     private: bool = False,
     registry: Registry | None = None,
+    allow_partial: bool = False,
 ) -> PushResult:
-    """Publish a build of recipe `name` as version `version` (tag ``v<version>``); never overwrites."""
+    """Publish a build of recipe `name` as version `version` (tag ``v<version>``); never overwrites.
+
+    A `--limit` build needs `allow_partial` and is published marked partial.
+    """
     tag = version_tag(version)  # validate before touching anything
     if to == "hub" and repo is None and "/" not in name and not os.environ.get("MEDCURATE_ORG"):
         raise RegistryError(f"pushing {name!r} to the Hub needs an owner",
@@ -79,12 +83,13 @@ def push(
     org, repo_name = parse_repo_id(repo or name)
     build_dir = Path(build) if build is not None and Path(build).is_dir() else find_build(name, build)
     reg = registry or get_registry(to)
-    release = prepare_release(build_dir, f"{org}/{repo_name}", tag, reg.kind)
+    release = prepare_release(build_dir, f"{org}/{repo_name}", tag, reg.kind, allow_partial=allow_partial)
     return reg.push(release, private=private)
 
 
 def pull(ref: str, *, out: str | Path | None = None, backend: Backend | None = None) -> Snapshot:
-    """Fetch and verify a version; with `out`, copy its files (README.md, manifest.json, data/) there."""
+    """Fetch and verify a version; with `out`, copy its files (card, manifest, data/, rejects/, scores/,
+    report) there."""
     r = parse_ref(ref)
     reg = _pick(r.repo_id, backend)
     if out is not None and reg.kind == "hub":

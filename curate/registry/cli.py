@@ -32,12 +32,15 @@ def push(
     to: Annotated[str, typer.Option("--to", help="Registry backend: local or hub.")] = "local",
     repo: Annotated[str | None, typer.Option("--repo", help="Target repo org/name (default: $MEDCURATE_ORG/NAME).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial",
+                                                help="Publish a --limit build (marked partial).")] = False,
     json_out: JsonFlag = False,
 ) -> None:
-    """Publish a build as an immutable, tagged version."""
+    """Publish a build (data, card, manifest, rejects, scores, report) as an immutable, tagged version."""
     build_name = name.split("/")[-1]
     result = registry.push(build_name, version, build=build, to=_backend(to) or "local",
-                           repo=repo or (name if "/" in name else None), private=private)
+                           repo=repo or (name if "/" in name else None), private=private,
+                           allow_partial=allow_partial)
     if json_out:
         return emit_json(result)
     out.print(f"[green]pushed[/] {result.repo_id}@{result.tag} ({result.backend}, commit {result.commit[:12]}, "
@@ -78,11 +81,12 @@ def versions(
         return emit_json(infos)
     console = stdout_console()
     short = 12 if console.is_terminal else None  # piped: full ids, for scripts and `| cat`
-    table = Table("tag", "published", "rows", "splits", "recipe sha256", "build", "commit", title=name,
-                  title_justify="left")
+    table = Table("tag", "published", "rows", "splits", "recipe sha256", "build", "commit", "partial",
+                  title=name, title_justify="left")
     for v in infos:
         table.add_row(v.tag, v.created or "", str(v.rows), ", ".join(f"{s}={n}" for s, n in v.splits.items()),
-                      (v.recipe_sha256 or "")[:short], v.build_id or "", v.commit[:short])
+                      (v.recipe_sha256 or "")[:short], v.build_id or "", v.commit[:short],
+                      "partial" if v.partial else "")
     console.print(table)
 
 
