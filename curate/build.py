@@ -293,6 +293,9 @@ def run_build(
                        "rejects": sorted(f"rejects/{s}.parquet" for s in stage_rejects),
                        "scores": sorted(f"scores/{s}.parquet" for s in scores)},
         }
+        from curate.report_html import write_html_report  # matplotlib: imported only when writing a build
+
+        manifest["output"]["plots"] = write_html_report(tmp, manifest, frame, scores)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
         (tmp / "report.md").write_text(render_report(manifest, stage_rejects), encoding="utf-8")
         if importlib.util.find_spec("curate.card"):

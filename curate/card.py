@@ -206,6 +206,7 @@ def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> d
         "decontamination_params": decont_params,
         "dedup": dedup,
         "license": recipe.get("license") or "unknown",
+        "plots": [(Path(p).stem.replace("_", " "), p) for p in (m.get("output") or {}).get("plots") or []],
     }
 
 
