@@ -139,7 +139,9 @@ def validate_recipe(data: dict[str, Any], origin: str = "<recipe>") -> Recipe:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(f"{origin}: invalid recipe\n{_format_validation(err)}") from None
-    problems = []
+    from curate.card_metadata import card_metadata_problems
+
+    problems = card_metadata_problems(recipe)
     for i, spec in enumerate(recipe.steps):
         try:
             step_cls = get_step(spec.name)
