@@ -27,9 +27,14 @@ class RateMeter:
         self._base = value()
         self._samples: deque[tuple[float, float]] = deque([(self._t0, self._base)])
 
-    def rate(self) -> float | None:
-        """Units per second over the window, or None before `min_s` seconds have passed."""
+    def rate(self, final: bool = False) -> float | None:
+        """Units per second over the window, or None before `min_s` seconds have passed.
+
+        `final=True` (the run is complete) gives the average over the whole run instead.
+        """
         now, v = self._clock(), self._value()
+        if final:
+            return (v - self._base) / (now - self._t0) if now > self._t0 else None
         self._samples.append((now, v))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window_s:
             self._samples.popleft()

@@ -92,16 +92,16 @@ async def map_rows(
         eta = (len(rows) - done) / rate if rate > 0 else float("inf")
         ctx.logger.info(
             "%s: %d/%d rows, %s, %s, %d cache hits, %d retries, %d failed%s",
-            description, done, len(rows), fmt_rate(requests.rate(), "req"), fmt_rate(tokens.rate(), "tok"),
+            description, done, len(rows), fmt_rate(requests.rate(final), "req"), fmt_rate(tokens.rate(final), "tok"),
             s.cache_hits, s.retries, s.failures, "" if final else f", ETA {eta:.0f}s",
         )
 
     rich_fields = _takes_fields(advance)
     next_info = t0
 
-    def info() -> str:
+    def info(final: bool = False) -> str:
         s = client.stats
-        return (f"{fmt_rate(requests.rate(), 'req')} · {fmt_rate(tokens.rate(), 'tok')} · "
+        return (f"{fmt_rate(requests.rate(final), 'req')} · {fmt_rate(tokens.rate(final), 'tok')} · "
                 f"{s.cache_hits:,} cached · {s.retries:,} retries")
 
     async def worker() -> None:
@@ -112,7 +112,7 @@ async def map_rows(
             now = time.perf_counter()
             if rich_fields and (now >= next_info or done == len(rows)):
                 next_info = now + 0.5
-                advance(1, info=info())  # type: ignore[call-arg]
+                advance(1, info=info(final=done == len(rows)))  # type: ignore[call-arg]
             else:
                 advance(1)
             if now >= next_log:
