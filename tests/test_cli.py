@@ -98,3 +98,14 @@ def test_progress_lines_when_stderr_is_not_a_terminal(data_dir: Path, work: Path
     assert re.search(r"^\d\d:\d\d:\d\d step dedup: done 1,0\d\d/1,0\d\d rows \(100%\)", err, re.M), err
     assert "\x1b[" not in err  # no terminal control codes in a log
     assert proc.stdout.strip().endswith(Path(proc.stdout.strip()).name)  # stdout: only the build path
+
+
+def test_shell_completion_completes_commands(work: Path) -> None:
+    script = Path(sys.executable).with_name("curate")
+    if not script.is_file():
+        pytest.skip("the `curate` console script is not installed in this environment")
+    env = {**os.environ, "_CURATE_COMPLETE": "complete_bash", "COMP_WORDS": "curate ver", "COMP_CWORD": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run([str(script)], capture_output=True, text=True, env=env, cwd=work, timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.split() == ["versions"], proc.stdout + proc.stderr
+    assert "complete -o default -F" in _ok("--show-completion", "bash").stdout
