@@ -46,9 +46,10 @@ STATE = OutputState()
 
 
 def set_verbosity(verbose: int, quiet: bool) -> None:
-    """Apply -v/-q to the log level of the `medcurate` loggers (warnings by default)."""
+    """Apply -v/-q to the log level of our loggers; without either they inherit the root level
+    (warnings in `curate`, whatever a test's caplog sets in-process)."""
     STATE.verbosity = -1 if quiet else verbose
-    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(STATE.verbosity, logging.DEBUG)
+    level = {-1: logging.ERROR, 0: logging.NOTSET, 1: logging.INFO}.get(STATE.verbosity, logging.DEBUG)
     for name in ("medcurate", "curate", "synth", "train"):
         logging.getLogger(name).setLevel(level)
 

@@ -109,3 +109,18 @@ def test_shell_completion_completes_commands(work: Path) -> None:
     proc = subprocess.run([str(script)], capture_output=True, text=True, env=env, cwd=work, timeout=120, check=False)
     assert proc.returncode == 0 and proc.stdout.split() == ["versions"], proc.stdout + proc.stderr
     assert "complete -o default -F" in _ok("--show-completion", "bash").stdout
+
+
+def test_verbosity_flags_set_log_levels(work: Path) -> None:
+    import logging
+
+    log = logging.getLogger("medcurate")
+    try:
+        _ok("-v", "recipes")
+        assert log.getEffectiveLevel() == logging.INFO
+        _ok("-q", "recipes")
+        assert log.getEffectiveLevel() == logging.ERROR
+        _ok("recipes")
+        assert log.level == logging.NOTSET  # back to inheriting the root level
+    finally:
+        log.setLevel(logging.NOTSET)

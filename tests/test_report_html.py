@@ -71,3 +71,12 @@ def test_browser_renders_every_plot_without_console_errors(real_build: Path, tmp
     dom_bad, console_bad = render(bad, tmp_path / "profile")
     assert any("missingFunction" in line for line in console_bad)
     assert 'data-rendered="no"' in dom_bad
+
+
+def test_teacher_build_plots_tokens_per_source(data_dir: Path, work: Path, scripted_server) -> None:
+    """A chain-of-thought build records tokens per row (scores/cot.parquet): the report plots them per source."""
+    res = run_build("medqa-cot", source_overrides={"medqa": str(data_dir / "medqa/train_subset1030.json")},
+                    limit=8, options={"teacher_url": [scripted_server.url], "teacher_model": "scripted"})
+    plots = res.manifest["output"]["plots"]
+    assert "report/tokens.png" in plots and "report/scores.png" in plots
+    assert 'id="plot-tokens"' in (res.path / "report.html").read_text()
