@@ -7,11 +7,12 @@
     curate.run_step("dedup", frame_or_dataset, threshold=0.8)
 
 Decisions:
-- In-memory sources (polars / pandas-free `datasets.Dataset` / lists of dicts) are written once to a
+- In-memory sources (polars frames, `datasets.Dataset`s, lists of dicts) are written once to a
   temporary JSON-lines file and read by the source's own adapter, exactly like a file would be. They
   get the same rejects with reasons, the same sha256 provenance in the manifest and the same streaming
-  reader; the cost is one JSONL write (about 0.1 s for the 1,030 MedQA rows here). The alternative, a
-  second in-memory code path in every adapter, would let the two paths drift.
+  reader; the cost is one JSONL write (0.02 s for the 1,030 MedQA train rows, measured on a loaded
+  2-core machine). The alternative, a second in-memory code path in every adapter, would let the two
+  paths drift.
 - `curate.build` returns a `BuildOutput` modelled on SemHash's result objects: the kept rows
   (`dataset`, a `DatasetDict` read from the build's parquet shards), what left and why (`rejected`,
   one frame with `step`, `reason`, `detail` for every row that left, `reasons()` counts per step and
