@@ -31,7 +31,8 @@ from curate.composition import composition
 from curate.errors import MedcurateError, ReconciliationError
 from curate.fsutil import sha256_file
 from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
-from curate.recipe import Recipe, load_recipe
+from curate.recipe import Recipe
+from curate.recipe_input import RecipeLike, resolve_recipe
 from curate.record import conform
 from curate.report import render_report
 from curate.resources import recipes_dir
@@ -148,7 +149,7 @@ ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
 def run_build(
-    recipe_ref: str,
+    recipe_ref: RecipeLike,
     *,
     source_overrides: dict[str, str] | None = None,
     source_splits: dict[str, str] | None = None,
@@ -158,9 +159,14 @@ def run_build(
     dry_run: bool = False,
     progress: ProgressFactory | None = None,
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+    base_dir: Path | None = None,
 ) -> BuildResult:
-    """Run a recipe end to end. `progress(description, total) -> advance(n)` wires progress bars."""
-    recipe, recipe_path, recipe_sha = load_recipe(recipe_ref)
+    """Run a recipe end to end. `progress(description, total) -> advance(n)` wires progress bars.
+
+    `recipe_ref` is a recipe name, a YAML path, a dict or a `Recipe` (see `curate.recipe_input`);
+    `base_dir` is where an in-memory recipe's relative source paths resolve (default: the cwd).
+    """
+    recipe, recipe_path, recipe_sha = resolve_recipe(recipe_ref, base_dir=base_dir)
     if out is not None and not dry_run:
         check_out_dir(out)  # before any source is read or teacher called
     overrides = dict(source_overrides or {})
@@ -188,8 +194,10 @@ def run_build(
     source_infos, frames, stage_rejects = [], [], {}
     for spec in recipe.sources:
         t0 = time.perf_counter()
+        advance = progress(f"source {spec.name}", 0)  # a bar with elapsed time; the row count is unknown
         data = read_source(spec, base_dir=recipe_path.parent, limit=limit, path_override=overrides.get(spec.name),
                            split_override=splits.get(spec.name))
+        advance(data.info["rows"])
         info = {**data.info, "rows_kept": data.frame.height, "rows_rejected": data.rejected.height,
                 "seconds": round(time.perf_counter() - t0, 3)}
         if data.rejected.height:
@@ -227,7 +235,9 @@ def run_build(
                 estimates[spec.name] = est
                 continue  # teacher steps are estimated, not run; the rows flow on unchanged
         t0 = time.perf_counter()
+        advance = progress(f"step {spec.name}", frame.height)  # teacher steps add their own per-row bar
         result = step.apply(frame, ctx)
+        advance(frame.height)
         seconds = round(time.perf_counter() - t0, 3)
         added = _check(spec.name, frame, result, getattr(step, "expands", False))
         rows_added += added
@@ -308,6 +318,9 @@ def run_build(
                        "rejects": sorted(f"rejects/{s}.parquet" for s in stage_rejects),
                        "scores": sorted(f"scores/{s}.parquet" for s in scores)},
         }
+        from curate.report_html import write_html_report  # matplotlib: imported only when writing a build
+
+        manifest["output"]["plots"] = write_html_report(tmp, manifest, frame, scores)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
         (tmp / "report.md").write_text(render_report(manifest, stage_rejects), encoding="utf-8")
         if importlib.util.find_spec("curate.card"):
@@ -347,3 +360,10 @@ def _recipe_meta(recipe: Recipe, path: Path, sha: str) -> dict[str, Any]:
         "license": recipe.license, "pretty_name": recipe.pretty_name or recipe.name,
         "language": recipe.language, "task_categories": recipe.task_categories, "tags": recipe.tags,
     }
+
+
+# `curate.build(recipe, sources=...)` is the Python API (curate.api.build) although `curate.build` is
+# also this module: the import system binds the submodule over any package attribute of that name.
+from curate.api import make_callable  # noqa: E402
+
+make_callable(__name__)

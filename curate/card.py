@@ -234,6 +234,7 @@ def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> d
         # steps may add warnings (`card_notes`) and tables (`card_tables`, e.g. the safety ASR) to the card
         "card_notes": [n for s in steps for n in (s.get("stats") or {}).get("card_notes") or []],
         "card_tables": [(s["name"], _Attr(t)) for s in steps for t in (s.get("stats") or {}).get("card_tables") or []],
+        "plots": [(Path(p).stem.replace("_", " "), p) for p in (m.get("output") or {}).get("plots") or []],
     }
 
 

@@ -12,22 +12,35 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.markup import escape
 from rich.table import Table
 
+from curate import __version__
+from curate.cli_output import JsonFlag, emit_json, set_verbosity, stdout_console
 from curate.errors import MedcurateError
 
 app = typer.Typer(help="Curate medical QA data into versioned instruction datasets.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+                  pretty_exceptions_enable=False, add_completion=True,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 console = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medcurate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More log output (-v info, -vv debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors; no progress.")] = False,
+) -> None:
+    """Curate medical QA data into versioned instruction datasets."""
+    set_verbosity(verbose, quiet)
 
 #: Modules that add commands with `register(app)`.
 COMMAND_MODULES = ("curate.registry.cli", "curate.benchpack_cli")
@@ -71,63 +84,80 @@ def build(
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Accept a build with no rows out (else it fails and LATEST stays).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     tokenizer: Annotated[str | None, typer.Option(help="Local tokenizer folder: exact token counts in the report and card.")] = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """Run a recipe: read sources, run its steps, write a build folder (data, rejects, scores, manifest, report, card)."""
     from curate.build import run_build
+    from curate.cli_output import STATE
+    from curate.progress import build_progress
 
     options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model,
                                   "teacher_timeout": teacher_timeout, "allow_empty": allow_empty,
                                   "tokenizer": tokenizer,
                                   "policy_url": policy_url or None, "policy_model": policy_model}.items() if v}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                  console=console, disable=quiet, transient=False) as bars:
-
-        def progress(description: str, total: int):
-            task = bars.add_task(description, total=total, info="")
-            return lambda n=1, **fields: bars.update(task, advance=n, **fields)
-
-        def on_stage(stage: str, meta: dict) -> None:
-            if quiet:
-                return
-            kept, rej = meta.get("rows_kept"), meta.get("rows_rejected")
-            bars.console.print(f"[green]✓[/] {stage}: kept {kept}, rejected {rej}"
-                               + (f" ({meta['seconds']} s)" if meta.get("seconds") is not None else ""))
-
+    with build_progress(console, quiet=quiet or STATE.quiet) as (progress, on_stage):
         result = run_build(name, source_overrides=_parse_sources(source), source_splits=_parse_source_splits(source_split),
                            limit=limit, out=out,
                            options=options, dry_run=dry_run, progress=progress, on_stage=on_stage)
     m = result.manifest
     if dry_run:
+        if json_out:
+            return emit_json({"dry_run": True, "rows_out": m["rows_out"],
+                              "estimates": result.estimates or {"teacher_calls": 0}})
         console.print(f"[bold]dry run[/]: {m['rows_out']} rows would reach the teacher steps")
         typer.echo(json.dumps(result.estimates or {"teacher_calls": 0}, indent=2))
         return
+    if json_out:
+        return emit_json({"path": str(result.path), "build_id": m["build_id"], "rows_in": m["rows_in"],
+                          "rows_out": m["rows_out"], "rows_rejected": m["rows_rejected"],
+                          "output_sha256": m["output"]["sha256"], "manifest": m})
     console.print(f"[bold green]build complete[/]: {m['rows_in']} rows in → {m['rows_out']} kept, "
                   f"{m['rows_rejected']} rejected; output sha256 {m['output']['sha256'][:16]}")
     typer.echo(str(result.path))
 
 
 @app.command()
-def recipes() -> None:
+def recipes(json_out: JsonFlag = False) -> None:
     """List the dataset recipes (shipped ones and those in ./recipes)."""
     from curate.recipe import list_recipes
 
+    rows = list_recipes()
+    if json_out:
+        return emit_json(rows)
     table = Table("recipe", "description")
-    for r in list_recipes():
+    for r in rows:
         table.add_row(r["name"], r["description"])
-    Console().print(table)
+    stdout_console().print(table)
+
+
+def _default(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 @app.command()
-def steps() -> None:
-    """List the registered steps."""
-    from curate.steps import get_step, step_names
+def steps(
+    name: Annotated[str | None, typer.Argument(help="Show only this step.")] = None,
+    json_out: JsonFlag = False,
+) -> None:
+    """List the registered steps with their parameters (type, default, description)."""
+    from curate.step_docs import step_params, steps_catalogue
+    from curate.steps import get_step
 
-    table = Table("step", "scope", "description")
-    for n in step_names():
-        cls = get_step(n)
-        table.add_row(n, cls.scope, cls.description)
-    Console().print(table)
+    if name is not None:
+        cls = get_step(name)
+        rows = [{"name": name, "scope": cls.scope, "description": cls.description, "params": step_params(name)}]
+    else:
+        rows = steps_catalogue()
+    if json_out:
+        return emit_json(rows)
+    out = stdout_console()
+    for s in rows:
+        table = Table("param", "type", "default", "description", title=f"{s['name']} ({s['scope']})",
+                      caption=s["description"], title_justify="left", caption_justify="left")
+        for p in s["params"]:
+            default = "(required)" if p["required"] else _default(p["default"])
+            table.add_row(p["name"], escape(p["type"]), escape(default), escape(p["description"]))
+        out.print(table)
 
 
 def _register_commands() -> None:
@@ -146,7 +176,8 @@ _register_commands()
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False)])
+                        handlers=[RichHandler(console=console, show_path=False)] if console.is_terminal
+                        else [logging.StreamHandler(sys.stderr)])
     try:
         app()
     except MedcurateError as err:

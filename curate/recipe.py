@@ -191,6 +191,11 @@ class Recipe(_Strict):
             out.append({"name": name, "params": params or {}})
         return out
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """A recipe from a YAML-shaped dict, validated like a file (step params too); errors name the key."""
+        return validate_recipe(data, origin=f"<recipe {data.get('name', '?')!r} given in Python>")
+
     @field_validator("sources")
     @classmethod
     def _unique_sources(cls, value: list[SourceSpec]) -> list[SourceSpec]:
@@ -218,7 +223,9 @@ def validate_recipe(data: dict[str, Any], origin: str = "<recipe>") -> Recipe:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
         raise RecipeError(f"{origin}: invalid recipe\n{_format_validation(err)}") from None
-    problems = []
+    from curate.card_metadata import card_metadata_problems
+
+    problems = card_metadata_problems(recipe)
     for i, spec in enumerate(recipe.steps):
         try:
             step_cls = get_step(spec.name)

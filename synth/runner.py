@@ -17,6 +17,7 @@ from curate.steps.base import BuildContext, StepParams
 from synth.cache import CACHE_FILE, CallCache
 from synth.client import TeacherClient, run_sync
 from synth.config import CLI_OVERRIDES, TeacherProfile, resolve_teacher
+from synth.rate import RateMeter, fmt_rate
 
 R = TypeVar("R")
 
@@ -80,6 +81,9 @@ async def map_rows(
     t0 = time.perf_counter()
     next_log = t0 + log_every_s
     it = iter(range(len(rows)))
+    # rates count from this call's start over a sliding window (synth/rate.py: the stats are cumulative)
+    tokens = RateMeter(lambda: client.stats.prompt_tokens + client.stats.completion_tokens)
+    requests = RateMeter(lambda: client.stats.requests)
 
     def log_line(final: bool = False) -> None:
         s = client.stats
@@ -87,18 +91,17 @@ async def map_rows(
         rate = done / secs
         eta = (len(rows) - done) / rate if rate > 0 else float("inf")
         ctx.logger.info(
-            "%s: %d/%d rows, %.1f req/s, %.0f tok/s, %d cache hits, %d retries, %d failed%s",
-            description, done, len(rows), s.requests / secs, (s.prompt_tokens + s.completion_tokens) / secs,
+            "%s: %d/%d rows, %s, %s, %d cache hits, %d retries, %d failed%s",
+            description, done, len(rows), fmt_rate(requests.rate(final), "req"), fmt_rate(tokens.rate(final), "tok"),
             s.cache_hits, s.retries, s.failures, "" if final else f", ETA {eta:.0f}s",
         )
 
     rich_fields = _takes_fields(advance)
     next_info = t0
 
-    def info() -> str:
+    def info(final: bool = False) -> str:
         s = client.stats
-        secs = max(time.perf_counter() - t0, 1e-9)
-        return (f"{s.requests / secs:,.0f} req/s · {(s.prompt_tokens + s.completion_tokens) / secs:,.0f} tok/s · "
+        return (f"{fmt_rate(requests.rate(final), 'req')} · {fmt_rate(tokens.rate(final), 'tok')} · "
                 f"{s.cache_hits:,} cached · {s.retries:,} retries")
 
     async def worker() -> None:
@@ -109,7 +112,7 @@ async def map_rows(
             now = time.perf_counter()
             if rich_fields and (now >= next_info or done == len(rows)):
                 next_info = now + 0.5
-                advance(1, info=info())  # type: ignore[call-arg]
+                advance(1, info=info(final=done == len(rows)))  # type: ignore[call-arg]
             else:
                 advance(1)
             if now >= next_log:

@@ -294,6 +294,20 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 repo["tags"][tag] = oid
             self._send(200, {})
 
+        def _branch(self, repo_id: str, repo: dict[str, Any], rest: str, body: bytes) -> None:
+            with hub.lock:
+                if self.command == "DELETE":
+                    repo["branches"].pop(rest, None)
+                    return self._send(200, {})
+                if rest in repo["branches"]:
+                    return self._error(409, f"Branch {rest} already exists")
+                start = (json.loads(body) if body else {}).get("startingPoint") or "main"
+                oid = FakeHub._resolve(repo, start)
+                if oid is None:
+                    return self._error(404, f"revision {start} not found")
+                repo["branches"][rest] = oid
+            self._send(200, {})
+
         def _refs(self, repo_id: str, repo: dict[str, Any], rest: str, body: bytes) -> None:
             self._send(200, {
                 "branches": [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": c} for b, c in repo["branches"].items()],

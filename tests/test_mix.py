@@ -161,7 +161,7 @@ def test_build_source_reads_a_registry_version(parts: dict[str, Path], work: Pat
     """A version pushed to the local registry and pulled out (`curate pull REF --out DIR`) reads like a build."""
     from curate import registry
 
-    registry.push("medqa-dpo", "1.0.0", build=parts["medqa-dpo"])
+    registry.push("medqa-dpo", "1.0.0", build=parts["medqa-dpo"], allow_partial=True)  # a --limit build
     snap = registry.pull("local/medqa-dpo@v1.0.0", out=work / "pulled")
     built = pl.read_parquet(parts["medqa-dpo"] / "data")
     for where in (snap.path, registry.pull("local/medqa-dpo@v1.0.0").path):

@@ -94,7 +94,8 @@ def test_push_pull_load_roundtrip(work: Path, versions_built: dict[str, Path]) -
     # the pushed card names the repo and tag; the manifest keeps the build's content hashes
     out = registry.pull("medqa-sft@v1.0.0", out=work / "pulled")
     assert sorted(str(p.relative_to(out.path)) for p in out.path.rglob("*") if p.is_file()) == [
-        "README.md", "data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet", "manifest.json"]
+        "README.md", "data/train-00000-of-00001.parquet", "data/validation-00000-of-00001.parquet", "manifest.json",
+        "report.md"]  # the audit trail (rejects/, scores/, report) travels with the version
     card = (out.path / "README.md").read_text()
     assert 'curate.load("local/medqa-sft@v1.0.0")' in card
     assert "curate pull local/medqa-sft@v1.0.0 --out DIR" in card and "revision=" not in card
@@ -258,7 +259,9 @@ def test_end_to_end_with_real_build(work: Path, builds: Path, data_dir: Path) ->
     src = data_dir / "medqa" / "train_subset1030.json"
     res = runner.invoke(app, ["build", "medqa-sft", "--source", f"medqa={src}", "--limit", "300"])
     assert res.exit_code == 0, res.output
-    assert runner.invoke(app, ["push", "medqa-sft", "1.0.0"]).exit_code == 0
+    refused = runner.invoke(app, ["push", "medqa-sft", "1.0.0"])  # a --limit build is partial
+    assert refused.exit_code == 1 and "--allow-partial" in str(refused.exception)
+    assert runner.invoke(app, ["push", "medqa-sft", "1.0.0", "--allow-partial"]).exit_code == 0
     changed = work / "medqa_changed.json"
     rows = json.loads(src.read_text())[:300]
     rows = rows[10:] + json.loads(src.read_text())[300:320]
@@ -274,7 +277,8 @@ def test_end_to_end_with_real_build(work: Path, builds: Path, data_dir: Path) ->
         assert set(s.added) == new_ids - old_ids and set(s.removed) == old_ids - new_ids
         assert len(s.added) >= 1 and len(s.removed) >= 1
     assert ("sources[medqa].sha256" in {f for f, _, _ in d.fields})
-    again = runner.invoke(app, ["push", "medqa-sft", "1.0.0"])
+    assert [v.partial for v in registry.versions("medqa-sft")] == [True, False]
+    again = runner.invoke(app, ["push", "medqa-sft", "1.0.0", "--allow-partial"])
     assert isinstance(again.exception, VersionExists)
     pulled = registry.pull("medqa-sft@v1.0.0", out=work / "pulled")
     from curate.card import parse_card_header

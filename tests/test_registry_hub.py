@@ -53,7 +53,7 @@ def test_push_is_one_commit_then_tag(fake_hub, two_builds, fast_retries) -> None
     assert repo["tags"] == {"v1.0.0": result.commit}
     files = fake_hub.files(REPO, "v1.0.0")
     assert sorted(files) == ["README.md", "data/train-00000-of-00001.parquet",
-                             "data/validation-00000-of-00001.parquet", "manifest.json"]
+                             "data/validation-00000-of-00001.parquet", "manifest.json", "report.md"]
     built = two_builds[0] / "data" / "train-00000-of-00001.parquet"
     assert files["data/train-00000-of-00001.parquet"] == built.read_bytes()
     manifest = json.loads(files["manifest.json"])

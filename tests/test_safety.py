@@ -366,7 +366,7 @@ def test_safety_pairs_pass_trl_checks_and_train_dpo(data_dir: Path, work: Path, 
     from curate import registry
     from train.config import load_config
 
-    pushed = registry.push("medical-safety-dpo", "1.0.0", build=res.path.name)
+    pushed = registry.push("medical-safety-dpo", "1.0.0", build=res.path.name, allow_partial=True)
     stage2 = load_config("dpo", Path(__file__).resolve().parents[1] / "recipes" / "train" / "aloe-dpo-stage2.yaml")
     ref = f"{pushed.repo_id}@{pushed.tag}"
     assert [d.ref for d in stage2.datasets] == [ref]

@@ -5,7 +5,7 @@ Backends: ``local`` (a folder, the default; see :mod:`curate.registry.local`) an
 
 Names: ``org/name`` or a bare ``name``, which means ``$MEDCURATE_ORG/name`` (default org ``local``).
 References: ``org/name@v1.2.0`` (or ``@1.2.0``), ``@latest`` / no suffix (highest semver tag), a
-branch (``@main``: the last pushed version) or a commit id (prefix of 7+ hex digits).
+branch (``@main``: the highest version, as ``load_dataset(repo)`` sees it) or a commit id (prefix of 7+ hex digits).
 """
 
 from __future__ import annotations
@@ -72,11 +72,13 @@ def push(
     private: bool = False,
     registry: Registry | None = None,
     force: bool = False,
+    allow_partial: bool = False,
 ) -> PushResult:
     """Publish a build of recipe `name` as version `version` (tag ``v<version>``); never overwrites.
 
     A build with no rows is refused unless `force` (an empty version is almost always a failed teacher or
-    a source format mismatch, and versions cannot be withdrawn)."""
+    a source format mismatch, and versions cannot be withdrawn). A `--limit` build needs `allow_partial`
+    and is published marked partial."""
     tag = version_tag(version)  # validate before touching anything
     if to == "hub" and repo is None and "/" not in name and not os.environ.get("MEDCURATE_ORG"):
         raise RegistryError(f"pushing {name!r} to the Hub needs an owner",
@@ -84,7 +86,7 @@ def push(
     org, repo_name = parse_repo_id(repo or name)
     build_dir = Path(build) if build is not None and Path(build).is_dir() else find_build(name, build)
     reg = registry or get_registry(to)
-    release = prepare_release(build_dir, f"{org}/{repo_name}", tag, reg.kind)
+    release = prepare_release(build_dir, f"{org}/{repo_name}", tag, reg.kind, allow_partial=allow_partial)
     if not release.manifest.get("rows_out") and not force:
         raise RegistryError(f"build {build_dir} has no rows; refusing to publish an empty version",
                             hint="see its report.md and rejects/ for why; pass --force to publish it anyway")
@@ -92,7 +94,8 @@ def push(
 
 
 def pull(ref: str, *, out: str | Path | None = None, backend: Backend | None = None) -> Snapshot:
-    """Fetch and verify a version; with `out`, copy its files (README.md, manifest.json, data/) there.
+    """Fetch and verify a version; with `out`, copy its files (card, manifest, data/, rejects/, scores/,
+    report) there.
 
     Both backends treat `out` alike: refused unless new or empty (checked before anything is fetched), the
     version lands in a marked temporary folder next to it and is renamed into place only once verified, so a

@@ -112,6 +112,7 @@ class VersionInfo:
     recipe_sha256: str | None
     build_id: str | None
     output_sha256: str | None
+    partial: bool = False  # built with --limit (pushed with --allow-partial)
 
 
 @dataclass
@@ -232,18 +233,49 @@ def assert_no_secrets(files: dict[str, bytes]) -> None:
                 )
 
 
-def prepare_release(build_dir: Path, repo_id: str, version: str, backend: str) -> Release:
-    """Verify a build folder and assemble the files of version `version` (manifest + card re-rendered)."""
+def audit_files(build_dir: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    """The audit trail published with every version: rejects/, scores/ and the report (md, html, PNGs).
+
+    They sit outside the card's `configs:` data files (`data/<split>-*`), so `load_dataset` on the
+    version loads only the data, while `curate pull` brings the whole trail back.
+    """
+    output = manifest.get("output") or {}
+    rels = list(output.get("rejects") or []) + list(output.get("scores") or [])
+    rels += [r for r in ("report.md", "report.html") if (build_dir / r).is_file()]
+    if (build_dir / "report").is_dir():
+        rels += sorted(f"report/{p.name}" for p in (build_dir / "report").glob("*.png"))
+    files = {rel: member(build_dir, rel, what=f"build {build_dir}") for rel in rels}
+    missing = [r for r, path in files.items() if not path.is_file()]
+    if missing:
+        raise InputError(f"build folder lacks files its manifest lists: {', '.join(missing)}",
+                         file=str(build_dir), hint="rebuild it with `curate build`")
+    return files
+
+
+def prepare_release(build_dir: Path, repo_id: str, version: str, backend: str, *,
+                    allow_partial: bool = False) -> Release:
+    """Verify a build folder and assemble the files of version `version` (manifest + card re-rendered).
+
+    A build made with `--limit` read only part of its sources: publishing it needs `allow_partial`,
+    and the version is then marked `release.partial` (shown by `curate versions`).
+    """
     tag = version_tag(version)
     manifest = read_manifest(build_dir)
+    partial = manifest.get("limit") is not None
+    if partial and not allow_partial:
+        raise RegistryError(
+            f"build {build_dir.name} was made with --limit {manifest['limit']}: it holds only part of its sources",
+            hint="rebuild without --limit, or pass --allow-partial to publish it marked as partial",
+        )
     verify_data_files(build_dir, manifest, what=f"build {build_dir}")
     release_manifest = redact(dict(manifest))
     release_manifest["release"] = {
         "repo": repo_id, "version": tag[1:], "tag": tag, "pushed": now_iso(), "backend": backend,
-        "build_dir": build_dir.name,
+        "build_dir": build_dir.name, "partial": partial,
     }
     files: dict[str, Path | bytes] = {rel: member(build_dir, rel, what=f"build {build_dir}")
                                       for rel in manifest["output"]["files"]}
+    files.update(audit_files(build_dir, manifest))
     files[CARD] = render_dataset_card(release_manifest, build_dir).encode()
     files[MANIFEST] = (json.dumps(release_manifest, indent=2, ensure_ascii=False) + "\n").encode()
     assert_no_secrets({k: v for k, v in files.items() if isinstance(v, bytes)})
@@ -258,4 +290,5 @@ def version_info(tag: str, commit: str, manifest: dict[str, Any]) -> VersionInfo
         rows=manifest.get("rows_out"), splits=dict(manifest.get("splits") or {}),
         recipe_sha256=(manifest.get("recipe") or {}).get("sha256"), build_id=manifest.get("build_id"),
         output_sha256=(manifest.get("output") or {}).get("sha256"),
+        partial=bool(release.get("partial") or manifest.get("limit") is not None),
     )

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from curate import registry
+from curate.cli_output import JsonFlag, emit_json, stdout_console
 from curate.errors import MedcurateError
 
 out = Console()
@@ -32,11 +33,17 @@ def push(
     repo: Annotated[str | None, typer.Option("--repo", help="Target repo org/name (default: $MEDCURATE_ORG/NAME).")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the Hub repo as private.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Publish even a build with no rows.")] = False,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial",
+                                                help="Publish a --limit build (marked partial).")] = False,
+    json_out: JsonFlag = False,
 ) -> None:
-    """Publish a build as an immutable, tagged version."""
+    """Publish a build (data, card, manifest, rejects, scores, report) as an immutable, tagged version."""
     build_name = name.split("/")[-1]
     result = registry.push(build_name, version, build=build, to=_backend(to) or "local",
-                           repo=repo or (name if "/" in name else None), private=private, force=force)
+                           repo=repo or (name if "/" in name else None), private=private, force=force,
+                           allow_partial=allow_partial)
+    if json_out:
+        return emit_json(result)
     out.print(f"[green]pushed[/] {result.repo_id}@{result.tag} ({result.backend}, commit {result.commit[:12]}, "
               f"{len(result.files)} files)")
     out.print(f"  {result.location}")
@@ -46,12 +53,18 @@ def pull(
     ref: Annotated[str, typer.Argument(help="org/name@v1.2.0 (or @latest, @main, @<commit>).")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Copy the version's files into this folder.")] = None,
     source: Annotated[str | None, typer.Option("--from", help="local or hub (default: local if present).")] = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """Fetch a version and verify every file's content hash."""
     r = registry.parse_ref(ref)
     dest = out_dir or Path(f"{r.name}-{r.revision or 'latest'}")
     snap = registry.pull(ref, out=dest, backend=_backend(source))
     m = snap.manifest
+    if json_out:
+        return emit_json({"repo_id": snap.repo_id, "revision": snap.revision, "commit": snap.commit,
+                          "path": str(snap.path), "rows": m.get("rows_out"), "splits": m.get("splits") or {},
+                          "files": sorted(str(p.relative_to(snap.path)) for p in snap.path.rglob("*")
+                                          if p.is_file() and not p.name.startswith("."))})
     splits = ", ".join(f"{s} {n}" for s, n in (m.get("splits") or {}).items())
     out.print(f"[green]pulled[/] {snap.repo_id}@{snap.revision} (commit {snap.commit[:12]}): "
               f"{m.get('rows_out')} rows ({splits}), hashes verified")
@@ -61,14 +74,21 @@ def pull(
 def versions(
     name: Annotated[str, typer.Argument(help="Dataset name (bare name or org/name).")],
     source: Annotated[str | None, typer.Option("--from", help="local or hub (default: local if present).")] = None,
+    json_out: JsonFlag = False,
 ) -> None:
     """List published versions: tag, date, rows per split, recipe hash, commit."""
     infos = registry.versions(name, backend=_backend(source))
-    table = Table("tag", "published", "rows", "splits", "recipe sha256", "build", "commit", title=name)
+    if json_out:
+        return emit_json(infos)
+    console = stdout_console()
+    short = 12 if console.is_terminal else None  # piped: full ids, for scripts and `| cat`
+    table = Table("tag", "published", "rows", "splits", "recipe sha256", "build", "commit", "partial",
+                  title=name, title_justify="left")
     for v in infos:
         table.add_row(v.tag, v.created or "", str(v.rows), ", ".join(f"{s}={n}" for s, n in v.splits.items()),
-                      (v.recipe_sha256 or "")[:12], v.build_id or "", v.commit[:12])
-    out.print(table)
+                      (v.recipe_sha256 or "")[:short], v.build_id or "", v.commit[:short],
+                      "partial" if v.partial else "")
+    console.print(table)
 
 
 def _short(value: object, width: int = 40) -> str:
@@ -82,9 +102,13 @@ def diff(
     new: Annotated[str, typer.Argument(help="New version, e.g. v1.1.0.")],
     source: Annotated[str | None, typer.Option("--from", help="local or hub (default: local if present).")] = None,
     examples: Annotated[int, typer.Option(help="Ids to show per category.")] = 3,
+    json_out: JsonFlag = False,
 ) -> None:
     """Rows added / removed / changed (by id) per split, and changed manifest fields."""
     d = registry.diff(name, old, new, backend=_backend(source))
+    if json_out:
+        return emit_json(d)
+    out = stdout_console()
     table = Table("split", "rows old", "rows new", "added", "removed", "changed", "unchanged", "examples",
                   title=f"{d.repo_id}: {d.old} -> {d.new}")
     for s in d.splits:

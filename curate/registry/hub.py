@@ -15,6 +15,7 @@ a push killed after the commit leaves an untagged commit on main, never a half v
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -134,11 +135,13 @@ class HubRegistry:
             with_retries(lambda: self.api.create_repo(repo_id, repo_type="dataset", private=private,
                                                       exist_ok=True), what="create repo")
             commit = None
+            branch = "main"
             for _attempt in range(RETRY_ATTEMPTS):
                 branches, tags = self._refs(repo_id)
                 if release.tag in tags:
                     raise self._exists(release)
-                head = branches.get("main")
+                branch = self._release_branch(repo_id, release.tag, tags, branches)
+                head = branches.get(branch) or branches.get("main")
                 existing = set(self.api.list_repo_files(repo_id, repo_type="dataset", revision=head)) if head else set()
                 operations: list[Any] = [
                     CommitOperationAdd(path_in_repo=rel, path_or_fileobj=src if isinstance(src, bytes) else str(src))
@@ -148,8 +151,8 @@ class HubRegistry:
                                if p not in release.files and p not in KEEP_FILES]
                 try:
                     info = with_retries(
-                        lambda ops=operations, parent=head: self.api.create_commit(
-                            repo_id, ops, repo_type="dataset", parent_commit=parent,
+                        lambda ops=operations, parent=head, rev=branch: self.api.create_commit(
+                            repo_id, ops, repo_type="dataset", parent_commit=parent, revision=rev,
                             commit_message=f"Release {release.tag}",
                             commit_description=f"medcurate build {release.manifest.get('build_id')}",
                         ),
@@ -174,12 +177,32 @@ class HubRegistry:
                 if _status(err) == 409:
                     raise self._exists(release) from None
                 raise
+            finally:
+                if branch != "main":  # the tag keeps the commit; the side branch was only a vehicle
+                    with contextlib.suppress(Exception):
+                        self.api.delete_branch(repo_id, branch=branch, repo_type="dataset")
         except (VersionExists, RegistryError):
             raise
         except Exception as err:  # noqa: BLE001 - turn library errors into user-facing ones
             raise self._hf_errors(err, repo_id) from None
         url = f"{self.api.endpoint}/datasets/{repo_id}/tree/{release.tag}"
         return PushResult("hub", repo_id, release.tag, commit, url, sorted(release.files))
+
+    def _release_branch(self, repo_id: str, tag: str, tags: dict[str, str], branches: dict[str, str]) -> str:
+        """`main` when `tag` becomes the highest version, else a side branch created from main.
+
+        `main` must show the highest published version (what `load_dataset(repo)` and the viewer read),
+        so a patch of an older line (v1.0.1 after v2.0.0) is committed on `release-<tag>`, tagged, and
+        the branch deleted. Two versions pushed at the same moment may both see themselves as highest;
+        main then holds whichever committed last.
+        """
+        if latest_tag([*tags, tag]) == tag:
+            return "main"
+        branch = f"release-{tag}"
+        if branch not in branches:
+            with_retries(lambda: self.api.create_branch(repo_id, branch=branch, revision=branches.get("main"),
+                                                        repo_type="dataset", exist_ok=True), what="branch")
+        return branch
 
     # --- read ----------------------------------------------------------------------------------------
     def resolve(self, repo_id: str, revision: str | None) -> str:

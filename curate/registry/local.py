@@ -5,7 +5,10 @@ Layout under the root (``$MEDCURATE_REGISTRY``, default ``~/.cache/medcurate/reg
     <org>/<name>/commits/<commit>/        README.md, manifest.json, data/<split>-XXXXX-of-YYYYY.parquet,
                                           .commit.json ({files: {path: sha256}, parent, tag, created})
     <org>/<name>/refs/tags/<tag>.json     {"commit", "created"}          <- a version is visible iff this exists
-    <org>/<name>/refs/heads/main.json     {"commit"}                     (the last pushed version)
+    <org>/<name>/refs/heads/main.json     {"commit"}                     (the highest version)
+    <org>/<name>/README.md                configs -> the highest version's data files only, so that
+                                          `datasets.load_dataset("<org>/<name> folder")` loads that version
+                                          instead of concatenating every version's shards
     <org>/<name>/.staging/<pid>-<uuid>/   pushes in progress (invisible; swept when their process is gone)
     <org>/<name>/.lock                    held only for the short publish step
 
@@ -95,6 +98,25 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def write_repo_card(repo: Path, release: Release, commit: str) -> None:
+    """The repo folder's README.md: a `configs:` block naming the highest version's data files.
+
+    Without it `load_dataset(<repo folder>)` globs `**/train-*` and concatenates every version (and
+    the published rejects); with it the folder loads like the Hub repo's `main`.
+    """
+    import yaml
+
+    splits = sorted({Path(f).name.split("-", 1)[0] for f in release.data_files()})
+    header = {"configs": [{"config_name": "default", "data_files": [
+        {"split": s, "path": f"commits/{commit}/data/{s}-*"} for s in splits]}]}
+    text = (f"---\n{yaml.safe_dump(header, sort_keys=False)}---\n\n# {release.repo_id} (medcurate local registry)\n\n"
+            f"`load_dataset` on this folder loads the highest version, {release.tag} (commit {commit[:12]}).\n"
+            f"Load a given version with `curate.load(\"{release.repo_id}@vX.Y.Z\")`.\n")
+    tmp = repo / f".README.md.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, repo / "README.md")
+
+
 class LocalRegistry:
     kind = "local"
 
@@ -140,6 +162,7 @@ class LocalRegistry:
                     raise self._exists(release)
                 heads = repo / "refs" / "heads" / "main.json"
                 parent = read_ref(heads)["commit"] if heads.exists() else None
+                highest = latest_tag([*self.tags(release.repo_id), release.tag]) == release.tag
                 created = now_iso()
                 meta = {"files": hashes, "parent": parent, "tag": release.tag, "created": created}
                 commit = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()
@@ -149,7 +172,9 @@ class LocalRegistry:
                 os.rename(staging, repo / "commits" / commit)
                 checkpoint("local-before-tag")
                 _write_json_atomic(self._tag_file(repo, release.tag), {"commit": commit, "created": created})
-                _write_json_atomic(heads, {"commit": commit})
+                if highest:  # main = the highest version, as on the Hub
+                    _write_json_atomic(heads, {"commit": commit})
+                    write_repo_card(repo, release, commit)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

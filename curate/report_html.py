@@ -1,0 +1,239 @@
+"""report.html for every build: a self-contained page of plots, plus the same plots as PNGs for the card.
+
+Plots: the funnel of rows per stage, rejects per stage and reason, question length per source and per
+task, tokens per source (when a `*tokens*` column exists), template usage, a histogram of every numeric
+side-car score, dedup cluster sizes; and the decontamination table.
+
+Decisions:
+- matplotlib's object API (`Figure`, no pyplot) renders PNGs with the Agg canvas: no display, no global
+  state, safe in threads. The PNG bytes are written to `report/<plot>.png` (the dataset card links them;
+  the Hub renders them) and embedded in the page as base64, so the page needs no network and no
+  side files (a 1,000-row build gives ~8 plots, ~250 KB of page).
+- No JavaScript libraries: one inline script marks each figure `data-rendered="yes"` once its image has
+  decoded, which is what the headless-browser test checks.
+- A plot with no data (no scores, no templates) is left out, and the page says why; `manifest.output.plots`
+  lists the plots that exist, which is what the browser test expects to find.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+REPORT_DIR = "report"
+_FIG = (7.5, 3.4)
+_DPI = 100
+
+
+def _figure(height: float = _FIG[1]):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(_FIG[0], height), dpi=_DPI, layout="constrained")
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _barh(labels: list[str], values: list[float], title: str, xlabel: str):
+    fig = _figure(max(2.0, 0.32 * len(labels) + 1.0))
+    ax = fig.add_subplot()
+    ys = list(range(len(labels)))[::-1]
+    ax.barh(ys, values, color="#4C78A8")
+    ax.set_yticks(ys, labels)
+    for y, v in zip(ys, values, strict=True):
+        ax.annotate(f"{v:,.0f}", (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.margins(x=0.12)
+    return fig
+
+
+def plot_funnel(m: dict[str, Any], **_: Any):
+    labels = ["sources read"] + [s["name"] for s in m["steps"]]
+    values = [sum(s["rows"] for s in m["sources"])] + [s["rows_kept"] for s in m["steps"]]
+    return _barh(labels, values, "Rows remaining after each stage", "rows")
+
+
+def plot_reasons(m: dict[str, Any], **_: Any):
+    pairs = [(f"source {s['name']}: {r}", n) for s in m["sources"] for r, n in (s.get("reasons") or {}).items()]
+    pairs += [(f"{s['name']}: {r}", n) for s in m["steps"] for r, n in (s.get("reasons") or {}).items()]
+    if not pairs:
+        return None
+    return _barh([p[0] for p in pairs], [p[1] for p in pairs], "Rejected rows by stage and reason", "rows")
+
+
+def _hist_by(data: pl.DataFrame, by: str, ax, title: str) -> None:
+    lengths = data.select(pl.col(by).fill_null("(none)"), pl.col("question").fill_null("").str.len_chars().alias("n"))
+    for key, group in sorted(lengths.group_by(by), key=lambda kv: str(kv[0][0])):
+        ax.hist(group["n"].to_list(), bins=30, histtype="step", linewidth=1.4, label=f"{key[0]} ({group.height:,})")
+    ax.set_title(title)
+    ax.set_xlabel("question length (characters)")
+    ax.set_ylabel("rows")
+    ax.legend(fontsize=7)
+
+
+def plot_lengths(m: dict[str, Any], data: pl.DataFrame, **_: Any):
+    if data.height == 0 or "question" not in data.columns:
+        return None
+    fig = _figure(3.6)
+    left, right = fig.subplots(1, 2)
+    _hist_by(data, "source", left, "per source")
+    _hist_by(data, "task", right, "per task")
+    return fig
+
+
+def plot_tokens(m: dict[str, Any], data: pl.DataFrame, scores: dict[str, pl.DataFrame], **_: Any):
+    cols = [c for c in data.columns if "tokens" in c and data[c].dtype.is_numeric()]
+    frame = data
+    if not cols:
+        for sc in scores.values():
+            found = [c for c in sc.columns if "tokens" in c and sc[c].dtype.is_numeric()]
+            if found and "id" in sc.columns:
+                frame = data.select("id", "source").join(sc.select("id", *found), on="id", how="inner")
+                cols = found
+                break
+    if not cols or frame.height == 0:
+        return None
+    sums = frame.group_by("source").agg(pl.sum(c) for c in cols).sort("source")
+    fig = _figure()
+    ax = fig.add_subplot()
+    width = 0.8 / len(cols)
+    for i, c in enumerate(cols):
+        ax.bar([x + i * width for x in range(sums.height)], sums[c].to_list(), width, label=c)
+    ax.set_xticks([x + width * (len(cols) - 1) / 2 for x in range(sums.height)], sums["source"].to_list())
+    ax.set_title("Tokens per source")
+    ax.set_ylabel("tokens")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_templates(m: dict[str, Any], **_: Any):
+    used: dict[str, int] = {}
+    for s in m["steps"]:
+        for k, n in ((s.get("stats") or {}).get("templates_used") or {}).items():
+            used[k] = used.get(k, 0) + int(n)
+    if not used:
+        return None
+    ordered = sorted(used.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _barh([k for k, _ in ordered], [v for _, v in ordered], "Template usage", "rows")
+
+
+def plot_scores(m: dict[str, Any], scores: dict[str, pl.DataFrame], **_: Any):
+    panels = [(step, c, sc[c].drop_nulls()) for step, sc in sorted(scores.items()) for c in sc.columns
+              if c != "id" and sc[c].dtype.is_numeric() and sc[c].drop_nulls().len()]
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = _figure(2.6 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, (step, col, values) in zip(axes, panels, strict=False):
+        ax.hist(values.cast(pl.Float64).to_list(), bins=30, color="#72B7B2")
+        ax.set_title(f"{step}: {col}", fontsize=9)
+        ax.set_ylabel("rows", fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return fig
+
+
+def plot_dedup_clusters(m: dict[str, Any], scores: dict[str, pl.DataFrame], **_: Any):
+    sc = scores.get("dedup")
+    if sc is None or "dup_cluster" not in sc.columns:
+        return None
+    sizes = sc.group_by("dup_cluster").len().filter(pl.col("len") > 1)["len"]
+    if sizes.len() == 0:
+        return None
+    counts = sizes.value_counts().sort(sizes.name)
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.bar([str(v) for v in counts[sizes.name].to_list()], counts["count"].to_list(), color="#F58518")
+    ax.set_title(f"Duplicate clusters by size ({sizes.len():,} clusters with duplicates)")
+    ax.set_xlabel("rows in the cluster (kept row + its duplicates)")
+    ax.set_ylabel("clusters")
+    return fig
+
+
+#: name -> (title, plot function); order is the page order.
+PLOTS: dict[str, tuple[str, Callable[..., Any]]] = {
+    "funnel": ("Funnel: rows per stage", plot_funnel),
+    "reasons": ("Rejects by stage and reason", plot_reasons),
+    "lengths": ("Question length per source and task", plot_lengths),
+    "tokens": ("Tokens per source", plot_tokens),
+    "templates": ("Template usage", plot_templates),
+    "scores": ("Score histograms", plot_scores),
+    "dedup_clusters": ("Dedup cluster sizes", plot_dedup_clusters),
+}
+
+
+def _decontamination_table(m: dict[str, Any]) -> str:
+    rows = []
+    for step in m["steps"]:
+        for name, b in ((step.get("stats") or {}).get("benchmarks") or {}).items():
+            rate = b.get("hit_rate")
+            rows.append([name, "yes" if b.get("found", True) else "NOT FOUND", b.get("rows", ""),
+                         b.get("checked", ""), b.get("hits", ""),
+                         f"{rate:.2%}" if isinstance(rate, int | float) else ""])
+    if not rows:
+        return "<p>No decontamination step in this recipe.</p>"
+    head = "".join(f"<th>{h}</th>" for h in ("benchmark", "found", "benchmark rows", "rows checked", "hits",
+                                              "hit rate"))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table id="decontamination"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+_STYLE = """body{font:14px/1.45 system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+figure{margin:1em 0}img{max-width:100%;height:auto}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}td:first-child,th:first-child{text-align:left}
+.missing{color:#777}"""
+
+_SCRIPT = """for (const f of document.querySelectorAll('figure.plot')) {
+  const img = f.querySelector('img');
+  const mark = () => { f.dataset.rendered = (img.complete && img.naturalWidth > 0) ? 'yes' : 'no'; };
+  if (img.complete) { mark(); } else { img.addEventListener('load', mark); img.addEventListener('error', mark); }
+}
+document.body.dataset.plots = String(document.querySelectorAll('figure.plot').length);"""
+
+
+def write_html_report(folder: Path, manifest: dict[str, Any], data: pl.DataFrame,
+                      scores: dict[str, pl.DataFrame]) -> list[str]:
+    """Write `report/<plot>.png` and `report.html` into `folder`; return the PNG paths (relative)."""
+    (folder / REPORT_DIR).mkdir(exist_ok=True)
+    figures, missing, written = [], [], []
+    for name, (title, fn) in PLOTS.items():
+        fig = fn(m=manifest, data=data, scores=scores)
+        if fig is None:
+            missing.append(title)
+            continue
+        png = _png(fig)
+        rel = f"{REPORT_DIR}/{name}.png"
+        (folder / rel).write_bytes(png)
+        written.append(rel)
+        b64 = base64.b64encode(png).decode()
+        figures.append(f'<h2>{html.escape(title)}</h2><figure class="plot" id="plot-{name}">'
+                       f'<img alt="{html.escape(title)}" src="data:image/png;base64,{b64}"></figure>')
+    m = manifest
+    name = html.escape(str(m["name"]))
+    summary = (f"<p><b>{m['rows_in']:,}</b> rows in → <b>{m['rows_out']:,}</b> kept, "
+               f"<b>{m['rows_rejected']:,}</b> rejected (every rejected row is in <code>rejects/</code> with its "
+               f"step and reason). Recipe <code>{html.escape(m['recipe']['name'])}</code>, sha256 "
+               f"<code>{m['recipe']['sha256'][:12]}</code>, seed {m['seed']}"
+               + (f", limit {m['limit']}" if m.get("limit") else "") + ".</p>")
+    absent = ("<p class=\"missing\">Not plotted (no data in this build): " + html.escape(", ".join(missing))
+              + ".</p>") if missing else ""
+    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Build report: {name}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>Build report: {name} "
+            f"<code>{html.escape(str(m.get('build_id', '')))}</code></h1>{summary}{''.join(figures)}{absent}"
+            f"<h2>Decontamination</h2>{_decontamination_table(m)}<script>{_SCRIPT}</script></body></html>\n")
+    (folder / "report.html").write_text(page, encoding="utf-8")
+    return written
