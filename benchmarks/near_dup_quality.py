@@ -1,4 +1,4 @@
-"""Near-duplicate quality: our `dedup` step vs datasketch MinHash-LSH on the same labelled pairs, one run.
+"""Near-duplicate quality and speed: our `dedup` step vs datasketch and datatrove on the same labelled pairs.
 
 Pairs (built from the real files by `benchmarks/_data.py`): 1,500 true near-duplicates (a real row and a
 copy with one realistic edit: option shuffle, punctuation/case, typos, a lead-in, or all three) and
@@ -6,22 +6,27 @@ negatives: distinct real questions from the same source and subject, plus rows t
 with another row but not its options (HEAD-QA's "The peptide bond:"-style stems, MedQA shared vignettes).
 All rows go through each method at once; a pair is predicted duplicate when both rows end in one cluster.
 
-Every MinHash method sees the same text (question + context + sorted options, normalised), the same word
-bigram shingles, 128 permutations and Jaccard threshold 0.5 (our step's defaults). A last row shows the
-step with 3-grams at 0.7, a common web-text setting. text-dedup is not installed in this environment
-(it pins urllib3<=2 and rich<14 and pulls pyspark), so datasketch is the peer.
+Every method sees the same text (question + context + sorted options, normalised). Two settings:
+- our step's defaults: word bigram shingles, 128 permutations, Jaccard threshold 0.5: ours vs datasketch,
+  called its fastest documented way (`MinHash.bulk` + `MinHashLSH.insertion_session`);
+- the Aloe Beta settings (datatrove's defaults): word 5-grams, 14 bands x 8 rows: ours vs datatrove's
+  four MinHash stages (run in process, see benchmarks/_datatrove_minhash.py).
+Seconds are the median of --repeat runs with min-max; ratios are of medians. text-dedup is not installed
+in this environment (it pins urllib3<=2 and rich<14 and pulls pyspark).
 
-    python benchmarks/near_dup_quality.py
+    python benchmarks/near_dup_quality.py [--repeat 3]
 """
 
 from __future__ import annotations
 
-import time
+import argparse
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 from _data import near_dup_pairs
+from _datatrove_minhash import datatrove_clusters
+from _timing import measure
 from datasketch import MinHash, MinHashLSH
 
 from curate.minhash import UnionFind
@@ -39,15 +44,15 @@ def _shingles(text: str) -> set[bytes]:
 
 
 def datasketch_clusters(frame: pl.DataFrame, verify: bool) -> np.ndarray:
+    """datasketch's fastest documented use: `MinHash.bulk` (one shared permutation state) and an
+    `insertion_session` (buffered index writes), then one query per document."""
     texts = frame.select(near_text_expr().alias("t"))["t"].to_list()
     sets = [_shingles(t) for t in texts]
+    hashes = MinHash.bulk([list(s) for s in sets], num_perm=NUM_PERM, seed=1)
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
-    hashes = []
-    for i, s in enumerate(sets):
-        m = MinHash(num_perm=NUM_PERM, seed=1)
-        m.update_batch(list(s))
-        hashes.append(m)
-        lsh.insert(i, m)
+    with lsh.insertion_session() as session:
+        for i, m in enumerate(hashes):
+            session.insert(i, m)
     uf = UnionFind(len(texts))
     for i, m in enumerate(hashes):
         for j in lsh.query(m):
@@ -59,6 +64,12 @@ def datasketch_clusters(frame: pl.DataFrame, verify: bool) -> np.ndarray:
                     continue
             uf.union(i, j)
     return uf.roots()
+
+
+def datatrove_aloe(frame: pl.DataFrame) -> np.ndarray:
+    """datatrove's MinHash at the Aloe Beta settings (its defaults: 5-grams, 14 bands x 8 rows)."""
+    texts = frame.select(near_text_expr().alias("t"))["t"].to_list()
+    return datatrove_clusters(texts, n_grams=5, num_buckets=14, hashes_per_bucket=8)
 
 
 def ours_clusters(frame: pl.DataFrame, **params) -> np.ndarray:
@@ -84,30 +95,49 @@ def score(clusters: np.ndarray, pairs: list[tuple]) -> tuple[float, float, float
     return p, r, f1, {k: sum(v) / len(v) for k, v in by_kind.items()}
 
 
+ALOE = {"ngram": 5, "num_perm": 112, "bands": 14, "rows": 8, "threshold": 0.72}
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    repeat = ap.parse_args().repeat
     frame, pairs = near_dup_pairs()
     kinds = sorted({k for *_, k in pairs})
-    methods = {
-        "ours: dedup step (exact + MinHash-LSH + Jaccard check + option check)": lambda: ours_clusters(frame),
-        "ours: MinHash-LSH only (verify off, option check off)": lambda: ours_clusters(
-            frame, verify=False, min_option_jaccard=0.0),
-        "ours: 3-grams, threshold 0.7": lambda: ours_clusters(frame, ngram=3, threshold=0.7),
-        "datasketch MinHash + MinHashLSH": lambda: datasketch_clusters(frame, verify=False),
-        "datasketch MinHash + MinHashLSH + Jaccard check": lambda: datasketch_clusters(frame, verify=True),
+    groups = {
+        "our defaults: word 2-grams, 128 permutations, threshold 0.5": {
+            "ours: dedup step (exact + MinHash-LSH + Jaccard check + option check)": lambda: ours_clusters(frame),
+            "ours: MinHash-LSH only (verify off, option check off)": lambda: ours_clusters(
+                frame, verify=False, min_option_jaccard=0.0),
+            "datasketch bulk MinHash + LSH insertion session": lambda: datasketch_clusters(frame, verify=False),
+            "datasketch bulk MinHash + LSH + Jaccard check": lambda: datasketch_clusters(frame, verify=True),
+        },
+        "Aloe Beta settings: word 5-grams, 14 bands x 8 rows (threshold ~0.72)": {
+            "ours: dedup step at the Aloe settings": lambda: ours_clusters(frame, **ALOE),
+            "ours: MinHash-LSH only at the Aloe settings": lambda: ours_clusters(
+                frame, verify=False, min_option_jaccard=0.0, **ALOE),
+            "datatrove MinHash (4 stages, in process)": lambda: datatrove_aloe(frame),
+        },
     }
     ours_clusters(frame.head(50))  # warm imports
+    datatrove_aloe(frame.head(50))
     n_pos = sum(1 for p in pairs if p[2])
     print(f"\nNear-duplicate quality on {len(pairs)} labelled pairs ({n_pos} duplicates, "
-          f"{len(pairs) - n_pos} distinct), {frame.height} rows\n")
-    print("| method | precision | recall | F1 | seconds | " + " | ".join(f"ok: {k}" for k in kinds) + " |")
-    print("|---|---|---|---|---|" + "---|" * len(kinds))
-    for name, fn in methods.items():
-        t0 = time.perf_counter()
-        clusters = fn()
-        secs = time.perf_counter() - t0
-        p, r, f1, by_kind = score(clusters, pairs)
-        cells = " | ".join(f"{by_kind[k]:.1%}" for k in kinds)
-        print(f"| {name} | {p:.3f} | {r:.3f} | {f1:.3f} | {secs:.2f} | {cells} |")
+          f"{len(pairs) - n_pos} distinct), {frame.height} rows in, median of {repeat} runs\n")
+    for title, methods in groups.items():
+        print(f"### {title}\n")
+        print("| method | precision | recall | F1 | rows out (clusters) | seconds median (min-max) | "
+              "ours step / this | " + " | ".join(f"ok: {k}" for k in kinds) + " |")
+        print("|---|---|---|---|---|---|---|" + "---|" * len(kinds))
+        timings = {name: measure(fn, repeat) for name, fn in methods.items()}
+        base = next(iter(timings.values())).median
+        for name, t in timings.items():
+            p, r, f1, by_kind = score(t.result, pairs)
+            cells = " | ".join(f"{by_kind[k]:.1%}" for k in kinds)
+            print(f"| {name} | {p:.3f} | {r:.3f} | {f1:.3f} | {len(np.unique(t.result)):,} | {t.cell()} | "
+                  f"{t.median / base:.2f}x | {cells} |")
+        print()
+    print("'ours step / this' = this method's median seconds over our full step's (above 1: ours is faster).")
 
 
 if __name__ == "__main__":

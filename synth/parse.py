@@ -26,12 +26,17 @@ def _clean(text: str) -> str:
     return _MARKUP.sub("", text).strip()
 
 
+def words(text: str | None) -> list[str]:
+    """Case-folded, accent-free, punctuation-free words (what `norm` joins with spaces)."""
+    if not text:
+        return []
+    t = text if text.isascii() else _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    return _WORD.findall(t.casefold())
+
+
 def norm(text: str | None) -> str:
     """Case-folded, accent-free, punctuation-free words joined by single spaces."""
-    if not text:
-        return ""
-    t = text if text.isascii() else _COMBINING.sub("", unicodedata.normalize("NFKD", text))
-    return " ".join(_WORD.findall(t.casefold()))
+    return " ".join(words(text))
 
 
 @dataclass(frozen=True)
@@ -101,22 +106,25 @@ def open_matches(answer: str, gold: str, min_recall: float = 0.7) -> bool:
     return len(gw & set(a.split())) / len(gw) >= min_recall
 
 
-def novel_words(body: str | list[str], source: str | list[str]) -> int:
+def novel_words(body: str | list[str], source: str | list[str] | set[str]) -> int:
     """Words of `body` that are not in `source` (the question and options): an echo has almost none.
 
-    Both may be given as text or as already-normalised word lists."""
-    src = set(source if isinstance(source, list) else norm(source).split())
-    return sum(1 for w in (body if isinstance(body, list) else norm(body).split()) if w not in src)
+    Both may be given as text or as already-normalised word lists (or, for `source`, a word set)."""
+    src = source if isinstance(source, set) else set(source if isinstance(source, list) else words(source))
+    return sum(w not in src for w in (body if isinstance(body, list) else words(body)))
 
 
 def copied_fraction(body: str | list[str], source: str | list[str], n: int = 5) -> float:
-    """Share of the body's word n-grams that appear verbatim in the source."""
-    bw = body if isinstance(body, list) else norm(body).split()
-    sw = source if isinstance(source, list) else norm(source).split()
+    """Share of the body's word n-grams that appear verbatim in the source.
+
+    n-grams are built with `zip` over shifted word lists: the same tuples as slicing, about 3x faster
+    (the `cot` step verifies every teacher reply on the event-loop thread, see benchmarks/teacher_client.py)."""
+    bw = body if isinstance(body, list) else words(body)
+    sw = source if isinstance(source, list) else words(source)
     if len(bw) < n:
         return 1.0 if bw and " ".join(bw) in " ".join(sw) else 0.0
-    grams = [tuple(bw[i : i + n]) for i in range(len(bw) - n + 1)]
-    src = {tuple(sw[i : i + n]) for i in range(len(sw) - n + 1)}
+    src = set(zip(*(sw[i:] for i in range(n))))
+    grams = list(zip(*(bw[i:] for i in range(n))))
     return sum(g in src for g in grams) / len(grams)
 
 

@@ -21,7 +21,16 @@ from pydantic import Field
 from curate.steps import BuildContext, Step, StepResult, register
 from synth.cache import CallCache, call_key
 from synth.client import Completion, TeacherClient, TeacherError
-from synth.parse import copied_fraction, find_answer, norm, novel_words, open_matches, parse_mcq, parse_ynm
+from synth.parse import (
+    copied_fraction,
+    find_answer,
+    norm,
+    novel_words,
+    open_matches,
+    parse_mcq,
+    parse_ynm,
+    words,
+)
 from synth.prompts import COT_TEMPLATES, fields
 from synth.runner import TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
 
@@ -75,8 +84,8 @@ def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new
     source = " ".join(
         [row.get("question") or "", row.get("context") or ""] + [o["text"] for o in row.get("options") or []]
     )
-    body_words, source_words = norm(body).split(), norm(source).split()
-    new = novel_words(body_words, source_words)
+    body_words, source_words = words(body), words(source)
+    new = novel_words(body_words, set(source_words))
     copied = copied_fraction(body_words, source_words)
     if new < min_new_words or copied > max_copied:
         return Verdict(None, "echo", f"{new} new words, {copied:.0%} copied from the question")

@@ -1,0 +1,48 @@
+"""The call cache's group-commit writer: queued calls are visible at once and committed on close."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from synth.cache import CallCache, call_key
+
+BODY = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Answer: A"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+
+
+def _put(cache: CallCache, i: int) -> str:
+    msgs = [{"role": "user", "content": f"question {i}"}]
+    key = call_key("m", {"seed": i}, msgs, "t1")
+    cache.put(key, model="m", template="t1", request={"model": "m", "messages": msgs}, response={**BODY, "i": i})
+    return key
+
+
+def test_queued_calls_are_visible_before_commit_and_persist_after_close(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    cache = CallCache(db)
+    keys = [_put(cache, i) for i in range(500)]
+    assert all(cache.get(k)["i"] == i for i, k in enumerate(keys))  # queued or committed: same answer
+    assert cache.contains(keys) == set(keys)
+    cache.close()
+    with CallCache(db) as again:
+        assert len(again) == 500
+        assert again.get(keys[123])["i"] == 123
+
+
+def test_flush_commits_everything_for_a_second_reader(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    with CallCache(db) as writer, CallCache(db) as reader:
+        keys = [_put(writer, i) for i in range(200)]
+        writer.flush()
+        assert reader.contains(keys) == set(keys)  # another connection sees every committed call
+
+
+def test_a_process_that_exits_normally_loses_no_queued_call(tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    code = ("import sys; from synth.cache import CallCache; sys.path.insert(0, 'tests');"
+            "from test_cache_writer import _put; c = CallCache(sys.argv[1]); [_put(c, i) for i in range(300)]; c.close()")
+    subprocess.run([sys.executable, "-c", code, str(db)], check=True, cwd=Path(__file__).resolve().parents[1])
+    with CallCache(db) as cache:
+        assert len(cache) == 300
