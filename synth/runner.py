@@ -9,11 +9,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, field_validator
 
-from curate.steps.base import BuildContext, StepParams
+import polars as pl
+
+from curate.steps.base import BuildContext, StepParams, StepResult, no_rejects
 from synth.cache import CACHE_FILE, CallCache
 from synth.client import TeacherClient, run_sync
 from synth.config import CLI_OVERRIDES, TeacherProfile, resolve_teacher
@@ -44,6 +46,37 @@ class TeacherStepParams(StepParams):
             if unknown:
                 raise ValueError(f"unknown teacher profile keys {unknown}; known: {sorted(TeacherProfile.model_fields)}")
         return value
+
+
+class OptionalTeacherParams(TeacherStepParams):
+    """Params of a teacher step that a shipped recipe may carry without a teacher (rephrase pass, score)."""
+
+    when: Literal["auto", "always"] = Field(
+        "auto", description="auto: run only when a teacher is configured (else skipped loudly); always: run")
+
+
+def teacher_configured(params: TeacherStepParams, ctx: BuildContext) -> str | None:
+    """Where the teacher comes from, or None when nobody configured one."""
+    if params.teacher is not None:
+        return "the step's `teacher`"
+    if ctx.options.get("teacher_url") or ctx.options.get("teacher_model"):
+        return "--teacher-url/--teacher-model"
+    if ctx.recipe is not None and getattr(ctx.recipe, "teacher", None) is not None:
+        return "the recipe's `teacher`"
+    return None
+
+
+def teacher_source(params: OptionalTeacherParams, ctx: BuildContext) -> str | None:
+    """Why the step runs (`when: always`, or where its teacher comes from); None: skip it."""
+    return teacher_configured(params, ctx) if params.when == "auto" else "when: always"
+
+
+def skipped(frame: pl.DataFrame, ctx: BuildContext, message: str, title: str) -> StepResult:
+    """A teacher step that did not run: every row kept, a warning, `stats.skipped` and a report line."""
+    ctx.logger.warning(message)
+    stats = {"skipped": message, "rows_checked": 0,
+             "report_tables": [{"title": title, "header": ["status"], "rows": [[message]]}]}
+    return StepResult(kept=frame, rejected=no_rejects(frame), stats=stats)
 
 
 def profile_for(params: TeacherStepParams, ctx: BuildContext) -> TeacherProfile:

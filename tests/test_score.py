@@ -166,3 +166,27 @@ def test_score_step_against_transformers_serve(tiny_serve, tmp_path, medqa_rows)
     assert set(res.rejected["reason"]) <= {"unscored"}, res.rejected["detail"].to_list()
     assert res.stats["client"]["failures"] == 0
     assert set(res.scores["score_method"].drop_nulls()) <= {"logprobs", "parsed"}
+
+
+def test_without_a_teacher_the_quality_stage_is_skipped_loudly(data_dir: Path, work: Path, caplog) -> None:
+    """aloe-medical-sft carries `score` + a 10 % cut; with no teacher both are skipped with a warning, every row
+    kept, and the report says so (never a silent no-op, never a failed build)."""
+    from curate.build import run_build
+    from curate.recipe import load_recipe
+
+    steps = [s.name for s in load_recipe("aloe-medical-sft")[0].steps]
+    assert steps.index("decontaminate") < steps.index("decontaminate_rephrase") < steps.index("score") \
+        < steps.index("filter") < steps.index("template")
+    src = work / "medqa.json"
+    src.write_text(json.dumps(json.loads((data_dir / "medqa/train_subset1030.json").read_text())[:60]))
+    (work / "recipes").mkdir()
+    (work / "recipes" / "scored-sft.yaml").write_text(RECIPE.format(src=src).replace(
+        "drop_bottom_by: evol_score}", "drop_bottom_by: evol_score, drop_bottom_missing: skip}"))
+    res = run_build("scored-sft")
+    steps = {s["name"]: s for s in res.manifest["steps"]}
+    assert "score SKIPPED" in steps["score"]["stats"]["skipped"] and steps["score"]["rows_rejected"] == 0
+    assert "drop_bottom SKIPPED" in steps["filter"]["stats"]["drop_bottom"]["skipped"]
+    assert steps["filter"]["rows_rejected"] == 0 and "evol_score" not in res.manifest["output"]["columns"]
+    report = (res.path / "report.md").read_text()
+    assert "score SKIPPED" in report and "drop_bottom SKIPPED" in report
+    assert any("score SKIPPED" in r.getMessage() for r in caplog.records)

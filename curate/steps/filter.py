@@ -28,6 +28,7 @@ and in the report, with the column's histogram and how many rows each bin lost.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -65,6 +66,9 @@ class FilterParams(StepParams):
     min_judge_score: float | None = None
     drop_bottom: float | None = Field(None, gt=0.0, lt=1.0)  # fraction of the lowest-scored rows to drop
     drop_bottom_by: str = "evol_score"  # any numeric score column, e.g. complexity_score, judge_score
+    #: When the rows lack the `drop_bottom_by` column: `error` (default), or `skip` the cut loudly (recipes whose
+    #: `score` step runs only with a teacher, like aloe-medical-sft).
+    drop_bottom_missing: Literal["error", "skip"] = "error"
 
 
 def _len(col: str) -> pl.Expr:
@@ -147,7 +151,7 @@ class Filter(Step):
         rules = _rules(p, "judge_score" in frame.columns)
         enabled = [r for r, _, _ in rules]
         if p.drop_bottom is not None:
-            return percentile_cut(self._apply_rules(frame, rules, enabled, p), p)
+            return percentile_cut(self._apply_rules(frame, rules, enabled, p), p, ctx)
         return self._apply_rules(frame, rules, enabled, p)
 
     @staticmethod
@@ -168,10 +172,17 @@ class Filter(Step):
         return StepResult(kept.drop("_answer_text"), rejected.drop("_answer_text"), stats=stats)
 
 
-def percentile_cut(res: StepResult, p: FilterParams) -> StepResult:
+def percentile_cut(res: StepResult, p: FilterParams, ctx: BuildContext) -> StepResult:
     """Drop exactly floor(drop_bottom x rows) of the rows that passed the rules, lowest `drop_bottom_by`
     first (missing values lowest, ties by `id`); stats and a report table say where the cut fell."""
     by, frame = p.drop_bottom_by, res.kept
+    if by not in frame.columns and p.drop_bottom_missing == "skip":
+        msg = (f"filter: drop_bottom SKIPPED: the rows have no `{by}` column (its scoring step did not run), so "
+               "no quality cut was made")
+        ctx.logger.warning(msg)
+        table = {"title": "Percentile cut", "header": ["status"], "rows": [[msg]]}
+        return StepResult(res.kept, res.rejected,
+                          stats=dict(res.stats, drop_bottom={"skipped": msg}, report_tables=[table]))
     if by not in frame.columns:
         raise RecipeError(f"filter: drop_bottom needs a `{by}` column, which the rows do not have",
                           hint="put a `score` step (or the step that adds it) before `filter`, or set "

@@ -21,7 +21,7 @@ fails for good rejects the row `teacher_error`, as in every teacher step.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 from pydantic import Field
@@ -31,16 +31,23 @@ from curate.benchsets import BenchSelection, LoadedBenchmark
 from curate.steps import BuildContext, Step, StepResult, no_rejects, register
 from synth.client import TeacherClient, TeacherError
 from synth.rephrase_prompts import REPHRASE_JUDGE, item_block, parse_verdict
-from synth.runner import TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
+from synth.runner import (
+    OptionalTeacherParams,
+    cache_path,
+    derive_seed,
+    profile_for,
+    run_rows,
+    skipped,
+    teacher_source,
+)
 
 REASON = "benchmark_rephrase"
 _ROW_COLS = ("id", "task", "question", "context", "options")
 
 
-class RephraseParams(TeacherStepParams, BenchSelection):
+class RephraseParams(OptionalTeacherParams, BenchSelection):
     top_k: int = Field(5, ge=1, le=100, description="benchmark candidates retrieved per row")
     min_rel: float = Field(0.4, ge=0.0, description="candidate's BM25 score / the item's self-score, at least")
-    when: Literal["auto", "always"] = Field("auto", description="auto: only when a teacher is configured")
     max_attempts: int = Field(2, ge=1, le=10, description="re-asks (new seed) when no verdict parses")
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(200, gt=0)
@@ -62,17 +69,6 @@ def retriever_for(p: BenchSelection) -> tuple[BenchRetriever | None, list[Loaded
         _RETRIEVERS.clear()  # one selection at a time: the index of 16k items is ~100 MB
         _RETRIEVERS[key] = (BenchRetriever(items) if items is not None else None, loaded)
     return _RETRIEVERS[key][0], loaded
-
-
-def teacher_configured(params: TeacherStepParams, ctx: BuildContext) -> str | None:
-    """Where the teacher comes from, or None when nobody configured one."""
-    if params.teacher is not None:
-        return "the step's `teacher`"
-    if ctx.options.get("teacher_url") or ctx.options.get("teacher_model"):
-        return "--teacher-url/--teacher-model"
-    if ctx.recipe is not None and getattr(ctx.recipe, "teacher", None) is not None:
-        return "the recipe's `teacher`"
-    return None
 
 
 @register
@@ -120,7 +116,7 @@ class DecontaminateRephrase(Step):
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p = self.params
-        source = teacher_configured(p, ctx) if p.when == "auto" else "when: always"
+        source = teacher_source(p, ctx)
         if source is None:
             return self._skipped(frame, ctx)
         cands, loaded, retriever = self._candidates(frame)
@@ -186,16 +182,13 @@ class DecontaminateRephrase(Step):
                 for b in loaded}
 
     def _skipped(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
-        msg = ("decontaminate_rephrase SKIPPED: no teacher configured, so reworded benchmark questions were "
-               "NOT checked (only the n-gram pass ran); give --teacher-url/--teacher-model or a `teacher:`")
-        ctx.logger.warning(msg)
-        stats = {"skipped": msg, "rows_checked": 0,
-                 "report_tables": [{"title": "Rephrase decontamination", "header": ["status"], "rows": [[msg]]}]}
-        return StepResult(kept=frame, rejected=no_rejects(frame), stats=stats)
+        return skipped(frame, ctx, "decontaminate_rephrase SKIPPED: no teacher configured, so reworded benchmark "
+                       "questions were NOT checked (only the n-gram pass ran); give --teacher-url/--teacher-model "
+                       "or a `teacher:`", "Rephrase decontamination")
 
     def estimate(self, frame: pl.DataFrame, ctx: BuildContext) -> dict[str, Any] | None:
         p = self.params
-        if p.when == "auto" and teacher_configured(p, ctx) is None:
+        if teacher_source(p, ctx) is None:
             return {"step": self.name, "rows": frame.height, "calls_min": 0, "calls_max": 0,
                     "note": "skipped: no teacher configured"}
         cands, _, _ = self._candidates(frame)

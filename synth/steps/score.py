@@ -24,7 +24,15 @@ from pydantic import Field
 from curate.steps import BuildContext, Step, StepResult, register
 from synth.client import TeacherClient, TeacherError
 from synth.prompts import fields
-from synth.runner import TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
+from synth.runner import (
+    OptionalTeacherParams,
+    cache_path,
+    derive_seed,
+    profile_for,
+    run_rows,
+    skipped,
+    teacher_source,
+)
 from synth.score_prompts import COMPLEXITY, QUALITY, parsed_rating, weighted_rating
 from synth.steps.judge import response_of
 
@@ -62,7 +70,7 @@ class Score(Step):
     scope = "row"
     description = "DEITA-style complexity and quality (1-6, logprob-weighted) and evol_score; cut in `filter`"
 
-    class Params(TeacherStepParams):
+    class Params(OptionalTeacherParams):
         logprobs: bool = Field(True, description="ask for top-20 logprobs and use the weighted mean")
         top_logprobs: int = Field(20, ge=1, le=20)
         max_attempts: int = Field(2, ge=1, le=10, description="re-asks (new seed) when no rating is found")
@@ -117,6 +125,10 @@ class Score(Step):
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p = self.params
+        if teacher_source(p, ctx) is None:
+            return skipped(frame, ctx, "score SKIPPED: no teacher configured, so rows were NOT scored and no "
+                           "quality cut can be made; give --teacher-url/--teacher-model or a `teacher:`",
+                           "Quality scores")
         profile = profile_for(p, ctx)
         base_seed = p.seed if p.seed is not None else ctx.seed
         rows = frame.select([c for c in _COLS if c in frame.columns]).to_dicts()
@@ -146,6 +158,9 @@ class Score(Step):
         return StepResult(kept=kept, rejected=rejected, scores=scores, stats=stats)
 
     def estimate(self, frame: pl.DataFrame, ctx: BuildContext) -> dict[str, Any]:
+        if teacher_source(self.params, ctx) is None:
+            return {"step": self.name, "rows": frame.height, "calls_min": 0, "calls_max": 0,
+                    "note": "skipped: no teacher configured"}
         profile = profile_for(self.params, ctx)
         chars = sum(len(instruction_of(r)) for r in frame.select([c for c in _COLS if c in frame.columns]).to_dicts())
         return {"step": self.name, "teacher": profile.public(), "rows": frame.height,
