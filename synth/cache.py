@@ -5,19 +5,21 @@ re-run pays for no completed call twice and a changed prompt template invalidate
 Several builds (or processes) may share one file: WAL lets readers run beside the single writer and
 `busy_timeout` makes concurrent writers wait instead of failing.
 
-Writes are group-committed by a writer thread with its own connection: `put` only queues the call
-(about 2 us on the event-loop thread instead of about 90 us for an autocommitted INSERT, measured with
-benchmarks/teacher_client.py on 2 cores), and the writer commits everything queued in one transaction as
-soon as it is free (after letting calls gather for 5 ms), so under load one commit covers dozens of calls. A queued call is visible to `get`
-at once. A process killed with SIGKILL loses only the calls queued since the writer's last commit (the
-calls completed in the last few milliseconds, the same order as the calls still in flight, which are
-lost anyway); `close()` and `flush()` commit everything.
+Writes are group-committed by a writer thread with its own connection: `put` queues the call and returns
+a future that the writer resolves once the call is committed; the teacher client awaits it before it uses
+the answer, so no answer is used (and no later call of that row is made) before it is durable: a killed
+build loses only the calls still in flight or waiting for their commit (at most `max_concurrency`), as with
+one synchronous commit per call. The writer commits everything queued in one transaction as soon as it is
+free, so under load one commit covers dozens of calls, and the event-loop thread pays about 10 us per call
+instead of about 90 us for an autocommitted INSERT (benchmarks/teacher_client.py, 2 cores). A queued call is
+visible to `get` at once; `close()` and `flush()` commit everything.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
+from concurrent.futures import Future
 import threading
 import time
 from collections import deque
@@ -56,8 +58,6 @@ def call_key(model: str, params: dict[str, Any], messages: list[dict[str, str]],
     return hashlib.sha256(payload).hexdigest()
 
 
-#: How long the writer lets calls gather before a commit; bounds what SIGKILL can lose (see module doc).
-_GATHER_S = 0.005
 _INSERT = "INSERT OR REPLACE INTO calls (key, model, template, request, response, created) VALUES (?,?,?,?,?,?)"
 
 
@@ -79,7 +79,7 @@ class CallCache:
         self._conn = _connect(self.path)
         self._conn.execute(_SCHEMA)
         # group commit: calls waiting for the writer thread (visible to `get` through `_pending`)
-        self._queue: deque[tuple[str, str, str, dict[str, Any], dict[str, Any], float]] = deque()
+        self._queue: deque[tuple[str, str, str, dict[str, Any], dict[str, Any], float, Future[None]]] = deque()
         self._pending: dict[str, dict[str, Any]] = {}
         self._wake = threading.Condition()
         self._closing = False
@@ -94,20 +94,23 @@ class CallCache:
             row = self._conn.execute("SELECT response FROM calls WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
-    def put(self, key: str, *, model: str, template: str, request: dict[str, Any], response: dict[str, Any]) -> None:
-        """Queue one completed call for the writer thread, which commits it within milliseconds.
+    def put(self, key: str, *, model: str, template: str, request: dict[str, Any],
+            response: dict[str, Any]) -> Future[None]:
+        """Queue one completed call for the writer thread; the future resolves once it is committed.
 
         `request` is stored in its audit form (`audit_request`): params and the final message."""
         if self._error is not None:
             raise self._error
+        done: Future[None] = Future()
         with self._wake:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="call-cache-writer", daemon=True)
                 self._writer.start()
             self._pending[key] = response
-            self._queue.append((key, model, template, request, response, time.time()))
+            self._queue.append((key, model, template, request, response, time.time(), done))
             if len(self._queue) == 1:  # wake the writer only when it may be idle: no GIL ping-pong per call
                 self._wake.notify()
+        return done
 
     def _write_loop(self) -> None:
         conn = _connect(self.path)
@@ -118,23 +121,30 @@ class CallCache:
                         self._wake.wait()
                     if not self._queue:
                         return
-                if not self._closing:
-                    time.sleep(_GATHER_S)  # let a batch gather: one commit per batch, not per call
-                with self._wake:
                     batch = list(self._queue)
                     self._queue.clear()
                 rows = [(k, m, t, orjson.dumps(audit_request(req)), orjson.dumps(resp), ts)
-                        for k, m, t, req, resp, ts in batch]
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(_INSERT, rows)
-                conn.execute("COMMIT")
+                        for k, m, t, req, resp, ts, _ in batch]
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.executemany(_INSERT, rows)
+                    conn.execute("COMMIT")
+                except BaseException as err:
+                    for *_, done in batch:
+                        done.set_exception(err)
+                    raise
                 with self._wake:
                     for k, *_ in batch:
                         self._pending.pop(k, None)
                     self._wake.notify_all()
+                for *_, done in batch:
+                    done.set_result(None)
         except BaseException as err:  # noqa: BLE001 - surfaced by the next put / flush / close
             self._error = err
             with self._wake:
+                for *_, done in self._queue:
+                    if not done.done():
+                        done.set_exception(err)
                 self._wake.notify_all()
         finally:
             conn.close()

@@ -259,8 +259,9 @@ class TeacherClient:
             request = {"model": self.profile.model, "messages": messages, **params}
             body = await self._post(request)
             completion = Completion.from_body(body)
-            if self.cache is not None:
-                self.cache.put(key, model=self.profile.model, template=template, request=request, response=body)
+            if self.cache is not None:  # the answer is used only once it is committed (see synth.cache)
+                await asyncio.wrap_future(self.cache.put(key, model=self.profile.model, template=template,
+                                                         request=request, response=body))
             self.stats.prompt_tokens += completion.usage["prompt_tokens"]
             self.stats.completion_tokens += completion.usage["completion_tokens"]
             fut.set_result(completion)

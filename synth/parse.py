@@ -26,11 +26,21 @@ def _clean(text: str) -> str:
     return _MARKUP.sub("", text).strip()
 
 
+#: ASCII fast path of `words`: every byte that is not an ASCII letter or digit becomes a space.
+_ASCII_SPLIT = bytes(c if c < 128 and chr(c).isalnum() else 32 for c in range(256))
+
+
 def words(text: str | None) -> list[str]:
-    """Case-folded, accent-free, punctuation-free words (what `norm` joins with spaces)."""
+    """Case-folded, accent-free, punctuation-free words (what `norm` joins with spaces).
+
+    ASCII text (nearly every teacher reply) takes a bytes `translate` + `split`: the same words as the regex,
+    3x faster (4.4 vs 13.8 us per MedQA question; the `cot` step runs this on every reply and question, see
+    benchmarks/teacher_client.py)."""
     if not text:
         return []
-    t = text if text.isascii() else _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_SPLIT).lower().decode("ascii").split()
+    t = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
     return _WORD.findall(t.casefold())
 
 
@@ -111,7 +121,8 @@ def novel_words(body: str | list[str], source: str | list[str] | set[str]) -> in
 
     Both may be given as text or as already-normalised word lists (or, for `source`, a word set)."""
     src = source if isinstance(source, set) else set(source if isinstance(source, list) else words(source))
-    return sum(w not in src for w in (body if isinstance(body, list) else words(body)))
+    body = body if isinstance(body, list) else words(body)
+    return len(body) - sum(map(src.__contains__, body))
 
 
 def copied_fraction(body: str | list[str], source: str | list[str], n: int = 5) -> float:
@@ -125,7 +136,7 @@ def copied_fraction(body: str | list[str], source: str | list[str], n: int = 5) 
         return 1.0 if bw and " ".join(bw) in " ".join(sw) else 0.0
     src = set(zip(*(sw[i:] for i in range(n))))
     grams = list(zip(*(bw[i:] for i in range(n))))
-    return sum(g in src for g in grams) / len(grams)
+    return sum(map(src.__contains__, grams)) / len(grams)
 
 
 _SCORE_PATTERNS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,16 @@ def test_a_process_that_exits_normally_loses_no_queued_call(tmp_path: Path) -> N
     subprocess.run([sys.executable, "-c", code, str(db)], check=True, cwd=Path(__file__).resolve().parents[1])
     with CallCache(db) as cache:
         assert len(cache) == 300
+
+
+def test_put_returns_a_future_resolved_once_the_call_is_committed(tmp_path: Path) -> None:
+    """The teacher client awaits this future before it uses an answer: a killed build can lose only calls
+    that were in flight or waiting for their commit, never one whose answer was already used."""
+    db = tmp_path / "c.sqlite"
+    with CallCache(db) as cache:
+        msgs = [{"role": "user", "content": "q"}]
+        key = call_key("m", {}, msgs, "t1")
+        done = cache.put(key, model="m", template="t1", request={"model": "m", "messages": msgs}, response=BODY)
+        done.result(timeout=10)
+        with sqlite3.connect(db) as conn:  # committed: another connection sees it now, before any flush/close
+            assert conn.execute("SELECT COUNT(*) FROM calls WHERE key = ?", (key,)).fetchone()[0] == 1
