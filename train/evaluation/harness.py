@@ -1,0 +1,83 @@
+"""Zero-shot evaluation through lm-eval (EleutherAI's harness, as the Open Medical LLM Leaderboard used).
+
+The task configs are ours (`lm_eval_tasks/`, generative, scored by synth's answer parser); the model is
+lm-eval's: `local-chat-completions` for a served model (vLLM, `transformers serve`, hosted) or `hf` for a
+local checkpoint. Greedy decoding, the model's chat template, lm-eval's response cache (`use_cache`: a
+sqlite file per model, committed per response) so a second run pays for no call and a killed run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from curate.errors import InputError
+from train.evaluation.config import EvalRunConfig
+
+TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
+TASK_PREFIX = "medcurate_"
+
+
+def model_identity(cfg: EvalRunConfig) -> str:
+    """What the response cache is keyed on (lm-eval keys responses by request only, so one file per model):
+    the served name, or the checkpoint's weight files (path, size, mtime)."""
+    if cfg.checkpoint is None:
+        return f"served:{cfg.model}"
+    root = Path(cfg.checkpoint).resolve()
+    files = sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin"))
+    return "hf:" + "|".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+
+
+def _model_args(cfg: EvalRunConfig) -> tuple[str, dict[str, Any]]:
+    if cfg.checkpoint is not None:
+        if not Path(cfg.checkpoint).is_dir():
+            raise InputError(f"checkpoint not found: {cfg.checkpoint}",
+                             hint="pass the output_dir of `train sft|merge|dpo` with --checkpoint PATH")
+        return "hf", {"pretrained": cfg.checkpoint, "device": cfg.device, "dtype": "float32",
+                      "max_length": 2048}
+    args: dict[str, Any] = {"base_url": f"{cfg.base_url.rstrip('/')}/chat/completions", "model": cfg.model,
+                            "num_concurrent": cfg.concurrency, "max_retries": 6, "tokenized_requests": False,
+                            "max_gen_toks": cfg.max_tokens}
+    return "local-chat-completions", args
+
+
+def run_zero_shot(cfg: EvalRunConfig, cache_dir: Path) -> dict[str, dict[str, Any]]:
+    """{benchmark: {"accuracy", "stderr", "questions", "correct"}} from one lm-eval run over all benchmarks."""
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise InputError("`train eval` needs lm-eval", hint="pip install 'medcurate[eval]'") from None
+    import os
+
+    logging.getLogger("lm-eval").setLevel(logging.WARNING)
+    if cfg.api_key_env:
+        key = os.environ.get(cfg.api_key_env)
+        if not key:
+            raise InputError(f"environment variable {cfg.api_key_env} (api_key_env) is not set")
+        os.environ["OPENAI_API_KEY"] = key  # what local-chat-completions reads
+    backend, model_args = _model_args(cfg)
+    digest = hashlib.sha256(model_identity(cfg).encode()).hexdigest()[:16]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tasks = [TASK_PREFIX + b for b in cfg.benchmarks]
+    manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
+                          metadata={"benchmark_root": cfg.benchmark_root})
+    out = lm_eval.simple_evaluate(
+        model=backend, model_args=model_args, tasks=tasks, task_manager=manager, limit=cfg.limit,
+        use_cache=str(cache_dir / f"lm-eval-{digest}"), apply_chat_template=True,
+        system_instruction=cfg.system_prompt, gen_kwargs={"max_gen_toks": cfg.max_tokens},
+        batch_size=1, log_samples=False, bootstrap_iters=0, random_seed=cfg.seed,
+        numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed,
+    )
+    scores: dict[str, dict[str, Any]] = {}
+    for bench, task in zip(cfg.benchmarks, tasks, strict=True):
+        res = out["results"][task]
+        n = int(out["n-samples"][task]["effective"])
+        acc = float(res["acc,none"])
+        stderr = res.get("acc_stderr,none")
+        scores[bench] = {"accuracy": acc, "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                         "questions": n, "correct": round(acc * n)}
+    return scores
