@@ -9,7 +9,7 @@ with the calls it had finished. Answers are parsed by synth's parser (`questions
   cache key and a re-run asks for exactly the same samples; majority vote over parsed answers.
 - ``medprompt``: the ``k`` nearest CoT examples of ``dataset`` (a registry tag or build folder; bm25s over
   the question text, nothing downloaded) as few-shot turns, ``ensembles`` calls per question with the
-  options shuffled (ensemble 0 keeps the original order; yes/no/maybe questions are not shuffled, so at
+  options shuffled (ensemble 0 keeps the original order, the others are distinct orders while n! allows; yes/no/maybe questions are not shuffled, so at
   temperature 0 their ensembles are one cached call), each answer mapped back to the original label,
   majority vote. A question whose calls all fail counts as wrong and is counted in ``failed``.
 """
@@ -17,6 +17,7 @@ with the calls it had finished. Answers are parsed by synth's parser (`questions
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -85,13 +86,25 @@ def _example_turns(examples: list[dict[str, Any]]) -> list[dict[str, str]]:
     return turns
 
 
-def _shuffled(row: dict[str, Any], seed: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Options in a seeded random order, relabelled A, B, ...; and the map new label -> original label."""
-    opts = list(row["options"])
-    random.Random(seed).shuffle(opts)
-    labels = [str(o["label"]) for o in row["options"]]
-    new = [{"label": labels[i], "text": o["text"]} for i, o in enumerate(opts)]
-    return new, {labels[i]: str(o["label"]) for i, o in enumerate(opts)}
+def _orders(n: int, ensembles: int, seed: str) -> list[list[int]]:
+    """``ensembles`` option orders: the original first, then seeded random ones, all distinct while n! allows."""
+    rng = random.Random(seed)
+    orders = [list(range(n))]
+    limit = math.factorial(n)
+    while len(orders) < ensembles:
+        perm = list(range(n))
+        rng.shuffle(perm)
+        if perm not in orders or len(orders) >= limit:
+            orders.append(perm)
+    return orders
+
+
+def _relabel(row: dict[str, Any], order: list[int]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Options in ``order``, relabelled A, B, ...; and the map new label -> original label."""
+    opts = row["options"]
+    labels = [str(o["label"]) for o in opts]
+    new = [{"label": labels[i], "text": opts[j]["text"]} for i, j in enumerate(order)]
+    return new, {labels[i]: labels[j] for i, j in enumerate(order)}
 
 
 # -------------------------------------------------------------------------------------------------- runs
@@ -125,8 +138,8 @@ def _calls(cfg: EvalRunConfig, row: dict[str, Any], examples: list[dict[str, Any
         msgs = [*shots, {"role": "user", "content": user_prompt(row, cot=True)}]
         return [(msgs, params, lambda text: predict(text, row))] * cfg.medprompt.ensembles
     out = []
-    for j in range(cfg.medprompt.ensembles):
-        opts, back = (row["options"], None) if j == 0 else _shuffled(row, f"{cfg.seed}:{row['id']}:{j}")
+    for order in _orders(len(row["options"]), cfg.medprompt.ensembles, f"{cfg.seed}:{row['id']}"):
+        opts, back = _relabel(row, order)
         msgs = [*shots, {"role": "user", "content": user_prompt(row, cot=True, options=opts)}]
 
         def decode(text: str, opts: list[dict[str, Any]] = opts, back: dict[str, str] | None = back) -> str | None:
