@@ -1,11 +1,14 @@
-"""Built-in registry of benchmark test sets that training data must not contain (used by `decontaminate`).
+"""Registry of benchmark test sets that training data must not contain (used by `decontaminate`).
 
-Each benchmark is found, in this order: a per-benchmark path (`paths: {name: path}` in the step params), a
-root folder (`root:` param, else the ``MEDCURATE_BENCHMARKS`` environment variable) laid out like
-``../shared/data`` (see `BENCHMARKS[*].patterns`), or — only when the recipe says ``hub: true`` — the
-Hugging Face Hub. Nothing is downloaded unless asked. Rows are parsed by the source adapters
-(`curate.sources.read_source`) when they are installed, so parsing lives in one place; a small built-in
-reader of the original file formats is the fallback.
+The sets are the shipped benchmark pack's (`curate.benchpack`: medqa_test, medmcqa_dev, medmcqa_test,
+pubmedqa_test, the six mmlu_<subject>_test, headqa_test), so decontamination works with no set-up and no
+download. Each set is loaded from, in this order: a per-set path (`paths: {name: path}` in the step
+params), a root folder (`root:` param, else the ``MEDCURATE_BENCHMARKS`` environment variable) laid out like
+``../shared/data`` (see `BENCHMARKS[*].patterns`) when it holds the set's files, the shipped pack, or -
+only when the recipe says ``hub: true`` and the pack is switched off (`pack: false`) - the Hugging Face
+Hub. `extra: {name: {format, path}}` adds sets of the user's own. Local files are parsed by the source
+adapters (`curate.sources.read_source`), so parsing lives in one place. `mmlu_medical_test` still names
+the six MMLU sets together (`GROUPS`).
 """
 
 from __future__ import annotations
@@ -53,13 +56,35 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("pubmedqa_test", "pubmedqa", ("pubmedqa/test.json", "pubmedqa/test_set.json"),
                   hub="qiaojin/PubMedQA", hub_config="pqa_labeled", hub_split="train",
                   description="PubMedQA PQA-L test (500)"),
-        Benchmark("mmlu_medical_test", "mmlu",
-                  tuple(f"mmlu_medical/test/{s}_test.csv" for s in MMLU_MEDICAL),
-                  hub="cais/mmlu", description="MMLU medical subjects, test (1,089)"),
+        *(Benchmark(f"mmlu_{s}_test", "mmlu", (f"mmlu_medical/test/{s}_test.csv", f"mmlu/test/{s}_test.csv"),
+                    hub="cais/mmlu", hub_config=s, description=f"MMLU {s.replace('_', ' ')}, test")
+          for s in MMLU_MEDICAL),
         Benchmark("headqa_test", "headqa", ("headqa/test.json", "headqa/test_HEAD_EN.json"),
                   hub="head_qa", hub_config="en", description="HEAD-QA (English) test (2,742)"),
     )
 }
+
+#: Names that stand for several sets (the pre-pack MMLU set was one benchmark).
+GROUPS: dict[str, tuple[str, ...]] = {"mmlu_medical_test": tuple(f"mmlu_{s}_test" for s in MMLU_MEDICAL)}
+
+
+def expand(names: list[str]) -> list[str]:
+    """Set names with groups expanded, in order, without repeats."""
+    out: list[str] = []
+    for n in names:
+        for m in GROUPS.get(n, (n,)):
+            if m not in out:
+                out.append(m)
+    return out
+
+
+def _pack_file(name: str) -> Path | None:
+    from curate.benchpack import pack_sets
+
+    try:
+        return next((s.path for s in pack_sets() if s.name == name and s.path.is_file()), None)
+    except (OSError, ValueError):  # no or unreadable pack: the set is simply not found there
+        return None
 
 
 @dataclass
@@ -96,22 +121,36 @@ def default_root(root: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def file_key(name: str, *, root: str | None = None, path: str | None = None) -> tuple | None:
-    """(path, mtime_ns, size) of each local file a benchmark would load from; None when none is found."""
-    files = resolve_files(BENCHMARKS[name], root=default_root(root), path=path)
+def file_key(name: str, *, root: str | None = None, path: str | None = None, pack: bool = True,
+             bench: Benchmark | None = None) -> tuple | None:
+    """(path, mtime_ns, size) of each local file (or the pack file) a benchmark would load from; None when
+    it has none (not found, or only on the Hub)."""
+    files = _local_files(bench or BENCHMARKS[name], root=root, path=path, pack=pack)
     if not files:
         return None
     return tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
 
 
-def load_benchmark(name: str, *, root: str | None = None, path: str | None = None, hub: bool = False
-                   ) -> LoadedBenchmark:
-    """Load one benchmark's rows (canonical frame) from a local path/root, or the Hub when `hub` is true."""
-    bench = BENCHMARKS[name]
+def _local_files(bench: Benchmark, *, root: str | None, path: str | None, pack: bool) -> list[Path]:
     files = resolve_files(bench, root=default_root(root), path=path)
+    if not files and pack and not path:
+        packed = _pack_file(bench.name)
+        files = [packed] if packed else []
+    return files
+
+
+def load_benchmark(name: str, *, root: str | None = None, path: str | None = None, hub: bool = False,
+                   pack: bool = True, bench: Benchmark | None = None) -> LoadedBenchmark:
+    """Load one benchmark's rows (canonical frame): per-set path, root folder, the shipped pack, or the Hub
+    (only when `hub` is true and the set was found nowhere else). `bench` describes a user's own set."""
+    bench = bench or BENCHMARKS[name]
+    files = _local_files(bench, root=root, path=path, pack=pack)
     if files:
         key = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
-        return LoadedBenchmark(name, True, _load_files(bench.name, key), where=", ".join(str(f) for f in files))
+        frame = _load_files(bench, key)
+        where = (f"pack:{files[0].name}" if files[0].suffix == ".parquet" and files[0].parent == _pack_dir()
+                 else ", ".join(str(f) for f in files))
+        return LoadedBenchmark(name, True, frame, where=where)
     if hub and bench.hub:
         try:
             return LoadedBenchmark(name, True, _load_hub(bench), where=f"hub:{bench.hub}")
@@ -120,16 +159,22 @@ def load_benchmark(name: str, *, root: str | None = None, path: str | None = Non
     where = path or (str(default_root(root)) if default_root(root) else None)
     note = (f"no files matching {', '.join(bench.patterns)} under {where}" if where and not path
             else f"no file at {path}" if path
-            else f"no benchmark root: set the step param `root` or ${ENV_ROOT}")
+            else f"not in the pack and no benchmark root: set the step param `root` or ${ENV_ROOT}" if pack
+            else f"the pack is off (`pack: false`) and no benchmark root: set the step param `root` or ${ENV_ROOT}")
     return LoadedBenchmark(name, False, to_frame([]), note=note)
 
 
+def _pack_dir() -> Path:
+    from curate.benchpack import pack_dir
+
+    return pack_dir()
+
+
 @lru_cache(maxsize=32)
-def _load_files(name: str, key: tuple[tuple[str, int, int], ...]) -> pl.DataFrame:
-    bench = BENCHMARKS[name]
+def _load_files(bench: Benchmark, key: tuple[tuple[str, int, int], ...]) -> pl.DataFrame:
     frames = [_read_file(bench, Path(f)) for f, _, _ in key]
-    frame = pl.concat(frames) if frames else to_frame([])
-    return frame.with_columns(pl.lit(name).alias("source"), pl.lit("test").alias("source_split"))
+    frame = pl.concat(frames, how="diagonal_relaxed") if frames else to_frame([])
+    return frame.with_columns(pl.lit(bench.name).alias("source"), pl.lit("test").alias("source_split"))
 
 
 def _read_file(bench: Benchmark, path: Path) -> pl.DataFrame:
@@ -138,6 +183,10 @@ def _read_file(bench: Benchmark, path: Path) -> pl.DataFrame:
     from curate.recipe import SourceSpec
     from curate.sources import read_source
 
+    if path.suffix == ".parquet" and path.parent == _pack_dir():
+        from curate.benchpack import read_pack_set
+
+        return read_pack_set(bench.name)
     spec = SourceSpec(name=bench.name, format=bench.format, path=str(path), split="test")
     data = read_source(spec, base_dir=path.parent, allow_unlabelled=True)
     if data.rejected.height:

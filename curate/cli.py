@@ -30,7 +30,7 @@ app = typer.Typer(help="Curate medical QA data into versioned instruction datase
 console = Console(stderr=True)
 
 #: Modules that add commands with `register(app)`.
-COMMAND_MODULES = ("curate.registry.cli",)
+COMMAND_MODULES = ("curate.registry.cli", "curate.benchpack_cli")
 
 
 def _parse_sources(values: list[str]) -> dict[str, str]:

@@ -17,8 +17,12 @@ from curate.errors import RecipeError
 from curate.record import to_frame
 from curate.steps import get_step
 
-BENCH_ROWS = {"medqa_test": 1273, "medmcqa_dev": 3683, "medmcqa_test": 6150, "pubmedqa_test": 500,
-              "mmlu_medical_test": 1089, "headqa_test": 2742}
+BENCH_ROWS = {"medqa_test": 1273, "medmcqa_dev": 4183, "medmcqa_test": 6150, "pubmedqa_test": 500,
+              "mmlu_anatomy_test": 135, "mmlu_clinical_knowledge_test": 265, "mmlu_college_biology_test": 144,
+              "mmlu_college_medicine_test": 173, "mmlu_medical_genetics_test": 100,
+              "mmlu_professional_medicine_test": 272, "headqa_test": 2742}
+PLANTED_SETS = {"medqa_test", "medmcqa_dev", "medmcqa_test", "pubmedqa_test", "mmlu_anatomy_test",
+                "mmlu_professional_medicine_test", "mmlu_college_biology_test", "headqa_test"}
 
 
 def _edit(question: str, options: list[str], rng: random.Random, how: str) -> tuple[str, list[str]]:
@@ -45,7 +49,8 @@ def _planted(data_dir: Path) -> list[dict]:
         r = json.loads(lines[i])
         raw.append(("medqa_test", str(i + 1), r["question"], [r["options"][k] for k in sorted(r["options"])]))
     dev = [json.loads(x) for x in (data_dir / "medmcqa/dev_first3683.json").read_text().splitlines()]
-    for i in (0, 1000, 3000):
+    dev += [json.loads(x) for x in (data_dir / "medmcqa/dev_last500.json").read_text().splitlines()]
+    for i in (0, 1000, 3000, 4000):  # 4000: one of the last 500 dev rows
         raw.append(("medmcqa_dev", dev[i]["id"], dev[i]["question"], [dev[i][f"op{k}"] for k in "abcd"]))
     for f in ("anatomy_test.jsonl", "pharmacology_test.jsonl", "dental_test.jsonl"):
         r = json.loads((data_dir / "medmcqa/test" / f).read_text().splitlines()[3])
@@ -56,11 +61,12 @@ def _planted(data_dir: Path) -> list[dict]:
     for f in ("anatomy_test.csv", "professional_medicine_test.csv", "college_biology_test.csv"):
         with open(data_dir / "mmlu_medical/test" / f, newline="") as fh:
             r = list(csv.reader(fh))[10]
-        raw.append(("mmlu_medical_test", None, r[0], r[1:5]))
+        subject = f.removesuffix("_test.csv")
+        raw.append((f"mmlu_{subject}_test", f"{subject}/11", r[0], r[1:5]))
     head = json.loads((data_dir / "headqa/test.json").read_text())
     for exam in list(head["exams"])[:3]:
         q = head["exams"][exam]["data"][20]
-        raw.append(("headqa_test", q["qid"], q["qtext"], [a["atext"] for a in q["answers"]]))
+        raw.append(("headqa_test", f"{exam}/{q['qid']}", q["qtext"], [a["atext"] for a in q["answers"]]))
     hows = ["case_punct", "lead_in", "shuffle", "spacing"]
     rows = []
     for k, (bench, bid, question, options) in enumerate(raw):
@@ -79,22 +85,24 @@ def contaminated(data_dir: Path, medqa_train: pl.DataFrame) -> pl.DataFrame:
 
 
 def test_planted_benchmark_rows_are_rejected_with_benchmark_and_id(
-    contaminated: pl.DataFrame, data_dir: Path, cur_ctx
+    contaminated: pl.DataFrame, cur_ctx, monkeypatch
 ) -> None:
-    res = run_step("decontaminate", contaminated, cur_ctx, root=str(data_dir))
+    """No root, no environment variable: the shipped pack is what the rows are checked against."""
+    monkeypatch.delenv("MEDCURATE_BENCHMARKS", raising=False)
+    res = run_step("decontaminate", contaminated, cur_ctx)
     planted = res.rejected.filter(pl.col("source") == "planted")
-    assert planted.height == 18  # every planted row, from all six benchmarks
+    assert planted.height == 19  # every planted row, from all six benchmarks (eight pack sets)
     for row in planted.iter_rows(named=True):
         bench, bid = row["source_id"].split("|")
         assert row["reason"] == "benchmark_overlap"
-        assert row["detail"].startswith(bench + ":"), row["detail"]
-        if bid != "None":  # MMLU rows have no id of their own
-            assert bid in row["detail"], row["detail"]
+        assert row["detail"].startswith(f"{bench}:{bid} ("), row["detail"]
     table = res.stats["benchmarks"]
     assert {k: v["rows"] for k, v in table.items()} == BENCH_ROWS
+    assert res.stats["missing"] == []
     for name, entry in table.items():
         assert entry["found"] and entry["checked"] == contaminated.height
-        assert entry["hits"] >= 3, name
+        assert entry["where"] == f"pack:{name}.parquet"
+        assert (entry["hits"] >= 1) == (name in PLANTED_SETS), name
         assert entry["hit_rate"] == pytest.approx(entry["hits"] / contaminated.height, abs=1e-6)
     scores = res.scores
     assert scores.height == contaminated.height
@@ -106,7 +114,7 @@ def test_real_medqa_train_is_kept_except_two_shared_vignettes(
 ) -> None:
     """No train question text equals a test one, but two train rows reuse a test vignette nearly word for
     word (same case, another question): those are real contamination and are reported."""
-    res = run_step("decontaminate", medqa_train, cur_ctx, root=str(data_dir))
+    res = run_step("decontaminate", medqa_train, cur_ctx)
     assert res.kept.height == 1028
     stems = sorted(q[:40] for q in res.rejected["question"])
     assert stems == ["A medical research study is evaluating a", "A previously healthy 14-year-old boy is "]
@@ -167,29 +175,47 @@ def test_missing_benchmarks_are_listed_and_warned(data_dir: Path, tmp_path: Path
     root = tmp_path / "bench"
     (root / "medqa").mkdir(parents=True)
     shutil.copy(data_dir / "medqa/test.jsonl", root / "medqa/test.jsonl")
-    with caplog.at_level(logging.WARNING, logger="medcurate"):
-        res = run_step("decontaminate", medqa_train.head(50), cur_ctx, root=str(root))
+    res = run_step("decontaminate", medqa_train.head(50), cur_ctx, root=str(root))  # the root overrides
+    assert res.stats["missing"] == [] and res.stats["benchmarks"]["medqa_test"]["where"] == str(root / "medqa/test.jsonl")
+    assert res.stats["benchmarks"]["headqa_test"]["where"] == "pack:headqa_test.parquet"
+    with caplog.at_level(logging.WARNING, logger="medcurate"):  # the pack off: only the root's set is found
+        res = run_step("decontaminate", medqa_train.head(50), cur_ctx, root=str(root), pack=False)
     assert sorted(res.stats["missing"]) == sorted(set(BENCH_ROWS) - {"medqa_test"})
     assert res.stats["benchmarks"]["medqa_test"]["found"] is True
     assert res.stats["benchmarks"]["headqa_test"] == {
         "rows": 0, "checked": 0, "hits": 0, "hit_rate": 0.0, "found": False, "where": None,
         "note": f"no files matching headqa/test.json, headqa/test_HEAD_EN.json under {root}"}
-    assert "5 benchmark(s) NOT FOUND" in caplog.text and "headqa_test" in caplog.text
+    assert "10 benchmark(s) NOT FOUND" in caplog.text and "headqa_test" in caplog.text
     with pytest.raises(RecipeError, match="not found"):
-        get_step("decontaminate")({"root": str(root), "strict": True}).apply(medqa_train.head(5), cur_ctx)
+        get_step("decontaminate")({"root": str(root), "strict": True, "pack": False}).apply(
+            medqa_train.head(5), cur_ctx)
 
 
 def test_env_root_and_per_benchmark_path(data_dir: Path, monkeypatch, cur_ctx, medqa_train) -> None:
     monkeypatch.setenv("MEDCURATE_BENCHMARKS", str(data_dir))
     res = run_step("decontaminate", medqa_train.head(20), cur_ctx, benchmarks=["mmlu_medical_test"])
-    assert res.stats["benchmarks"]["mmlu_medical_test"]["rows"] == 1089
+    table = res.stats["benchmarks"]
+    assert sum(b["rows"] for b in table.values()) == 1089 and len(table) == 6  # the group: six MMLU sets
+    assert table["mmlu_anatomy_test"]["where"] == str(data_dir / "mmlu_medical/test/anatomy_test.csv")
     monkeypatch.delenv("MEDCURATE_BENCHMARKS")
     res = run_step("decontaminate", medqa_train.head(20), cur_ctx, benchmarks=["pubmedqa_test"],
                    paths={"pubmedqa_test": str(data_dir / "pubmedqa/test.json")})
     assert res.stats["benchmarks"]["pubmedqa_test"]["found"]
     res = run_step("decontaminate", medqa_train.head(20), cur_ctx, benchmarks=["pubmedqa_test"])
+    assert res.stats["benchmarks"]["pubmedqa_test"]["where"] == "pack:pubmedqa_test.parquet"
+    res = run_step("decontaminate", medqa_train.head(20), cur_ctx, benchmarks=["pubmedqa_test"], pack=False)
     assert res.stats["missing"] == ["pubmedqa_test"] and "MEDCURATE_BENCHMARKS" in (
         res.stats["benchmarks"]["pubmedqa_test"]["note"])
+
+
+def test_extra_sets_are_checked_too(data_dir: Path, cur_ctx, medqa_train: pl.DataFrame) -> None:
+    """A user's own benchmark file, read by its adapter, is checked beside the pack's sets."""
+    extra = {"my_exam": {"format": "medqa", "path": str(data_dir / "medqa/train_subset1030.json")}}
+    res = run_step("decontaminate", medqa_train.slice(200, 10), cur_ctx, benchmarks=["medqa_test"], extra=extra)
+    assert res.rejected.height == 10 and all(d.startswith("my_exam:") for d in res.rejected["detail"])
+    assert res.stats["benchmarks"]["my_exam"]["rows"] == 1030
+    with pytest.raises(ValueError, match="built-in name"):
+        get_step("decontaminate")({"extra": {"medqa_test": extra["my_exam"]}})
 
 
 def test_params_are_validated() -> None:

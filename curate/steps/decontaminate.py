@@ -22,11 +22,13 @@ Each hit is rejected with reason `benchmark_overlap` and detail `<benchmark>:<be
 `stats["benchmarks"]` holds the per-benchmark table ({name: rows, checked, hits, hit_rate, found, where,
 note}), `scores` the best match of every row (bench_name, bench_id, bench_overlap).
 
-Benchmarks are located by `curate.benchsets` (`root`, relative to the working directory, else
-$MEDCURATE_BENCHMARKS; or `paths`; the Hub only with `hub: true`). One that cannot be found is listed in
-`stats["missing"]` and logged as a warning; `strict: true` makes it an error. The benchmark n-gram index is
-cached in `<work_dir>/decontaminate-index/<key>/`, keyed by the benchmark files' path, mtime and size and
-by `ngram` / `max_item_frequency`, so later builds skip parsing the benchmark files.
+Benchmarks are the shipped pack's sets (`curate.benchpack`, 11 sets, 15,937 items: no set-up, no download),
+located by `curate.benchsets`: `paths: {set: path}` or a `root` folder (relative to the working directory,
+else $MEDCURATE_BENCHMARKS) laid out like shared/data override a pack set; `extra: {name: {format, path}}`
+adds the user's own; `pack: false` switches the pack off (then the Hub only with `hub: true`). One that
+cannot be found is listed in `stats["missing"]` and logged as a warning; `strict: true` makes it an error.
+The benchmark n-gram index is cached in `<work_dir>/decontaminate-index/<key>/`, keyed by the benchmark
+files' path, mtime and size and by `ngram` / `max_item_frequency`, so later builds skip parsing them.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
-from curate.benchsets import BENCHMARKS, file_key, load_benchmark
+from curate.benchsets import BENCHMARKS, GROUPS, Benchmark, expand, file_key, load_benchmark
 from curate.errors import RecipeError
 from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
 from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_expr, tokenize
@@ -51,10 +53,17 @@ from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_exp
 REASON = "benchmark_overlap"
 
 
+class ExtraBenchmark(StepParams):
+    format: str  # source adapter that reads it (medqa, medmcqa, pubmedqa, mmlu, headqa, generic ...)
+    path: str  # file, folder or glob
+
+
 class DecontaminateParams(StepParams):
-    benchmarks: list[str] | Literal["all"] = "all"
+    benchmarks: list[str] | Literal["all"] = "all"  # set names (or `mmlu_medical_test` for the six MMLU sets)
     root: str | None = None  # folder laid out like ../shared/data; default $MEDCURATE_BENCHMARKS
     paths: dict[str, str] = Field(default_factory=dict)  # per-benchmark file, folder or glob
+    extra: dict[str, ExtraBenchmark] = Field(default_factory=dict)  # the user's own sets, checked as well
+    pack: bool = True  # use the shipped benchmark pack for sets not found under `paths` / `root`
     hub: bool = False  # allow loading benchmarks that are not found locally from the Hub
     ngram: int = Field(13, ge=3, le=50)
     min_overlap: float = Field(0.5, gt=0.0, le=1.0)
@@ -67,10 +76,29 @@ class DecontaminateParams(StepParams):
     @classmethod
     def _known(cls, value: list[str] | str) -> list[str] | str:
         if isinstance(value, list):
-            unknown = [b for b in value if b not in BENCHMARKS]
+            unknown = [b for b in value if b not in BENCHMARKS and b not in GROUPS]
             if unknown:
-                raise ValueError(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
+                raise ValueError(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)} "
+                                 "(add your own with `extra:`)")
         return value
+
+    @field_validator("extra")
+    @classmethod
+    def _new_names(cls, value: dict[str, ExtraBenchmark]) -> dict[str, ExtraBenchmark]:
+        clash = [b for b in value if b in BENCHMARKS or b in GROUPS]
+        if clash:
+            raise ValueError(f"extra benchmark(s) {clash} reuse a built-in name: override those with `paths:`")
+        return value
+
+    def sets(self) -> dict[str, Benchmark | None]:
+        """The sets to check, by name: None for a built-in set, the description of an `extra` one."""
+        names = list(BENCHMARKS) if self.benchmarks == "all" else expand(list(self.benchmarks))
+        out: dict[str, Benchmark | None] = dict.fromkeys(names)
+        out.update({n: Benchmark(n, e.format, ()) for n, e in self.extra.items()})
+        return out
+
+    def path_of(self, name: str) -> str | None:
+        return self.extra[name].path if name in self.extra else self.paths.get(name)
 
     @field_validator("paths")
     @classmethod
@@ -102,8 +130,7 @@ class Decontaminate(Step):
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p: DecontaminateParams = self.params  # type: ignore[assignment]
-        names = list(BENCHMARKS) if p.benchmarks == "all" else list(p.benchmarks)
-        index, found = bench_index(names, p, ctx.work_dir)
+        index, found = bench_index(p.sets(), p, ctx.work_dir)
         missing = [b for b in found if not b.found]
         if missing:
             by_note: dict[str, list[str]] = {}
@@ -179,15 +206,17 @@ INDEX_VERSION = 1
 _INDEX_CACHE: dict[str, BenchIndex] = {}
 
 
-def bench_index(names: list[str], p: DecontaminateParams, work_dir: Path | None
+def bench_index(sets: dict[str, Benchmark | None], p: DecontaminateParams, work_dir: Path | None
                 ) -> tuple[BenchIndex | None, list[Found]]:
     """The n-gram index of the requested benchmarks, from memory, from `work_dir`, or built and saved there.
 
     Keyed by the benchmark files (path, mtime, size) and the matching params: a changed file rebuilds it.
     """
-    keys = {n: file_key(n, root=p.root, path=p.paths.get(n)) for n in names}
+    names = list(sets)
+    src = {n: {"root": p.root, "path": p.path_of(n), "pack": p.pack, "bench": sets[n]} for n in names}
+    keys = {n: file_key(n, **src[n]) for n in names}
     local = {n: k for n, k in keys.items() if k is not None}
-    remote = [n for n in names if keys[n] is None and p.hub and BENCHMARKS[n].hub]
+    remote = [n for n in names if keys[n] is None and p.hub and sets[n] is None and BENCHMARKS[n].hub]
     digest = hashlib.sha256(json.dumps(
         [INDEX_VERSION, sorted(local.items()), remote, p.ngram, p.max_item_frequency], default=str
     ).encode()).hexdigest()[:16]
@@ -200,11 +229,11 @@ def bench_index(names: list[str], p: DecontaminateParams, work_dir: Path | None
             else {"found": {}}
         counts = dict(index.items.group_by("bench").len().iter_rows())
         found = [Found(n, True, int(counts.get(n, 0)), meta["found"].get(n)) if n in local
-                 else Found(n, False, note=load_benchmark(n, root=p.root, path=p.paths.get(n)).note)
+                 else Found(n, False, note=load_benchmark(n, **src[n]).note)
                  for n in names]
         _INDEX_CACHE[digest] = index
         return index, found
-    loaded = [load_benchmark(n, root=p.root, path=p.paths.get(n), hub=p.hub) for n in names]
+    loaded = [load_benchmark(n, hub=p.hub, **src[n]) for n in names]
     found = [Found(b.name, b.found, b.frame.height, b.where, b.note) for b in loaded]
     frames = [b.frame for b in loaded if b.found and b.frame.height]
     if not frames:
