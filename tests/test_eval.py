@@ -79,10 +79,10 @@ class Oracle:
 
 
 @pytest.fixture
-def bench(data_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    """The first LIMIT questions of each MultiMedQA set and the ids the oracle gets right (every third)."""
-    monkeypatch.setenv("MEDCURATE_BENCHMARKS", str(data_dir))
-    sets = {b: load_set(b, root=str(data_dir), limit=LIMIT).to_dicts() for b in MULTIMEDQA}
+def bench():
+    """The first LIMIT questions of each MultiMedQA set of the shipped pack and the ids the oracle gets
+    right (every third)."""
+    sets = {b: load_set(b, limit=LIMIT).to_dicts() for b in MULTIMEDQA}
     correct = {r["id"] for rows in sets.values() for i, r in enumerate(rows) if i % 3 == 0}
     expected = {b: sum(r["id"] in correct for r in rows) / len(rows) for b, rows in sets.items()}
     return sets, correct, expected
@@ -224,8 +224,7 @@ def test_compare_table_and_card(work, bench):
 
 
 @pytest.mark.slow
-def test_eval_tiny_sft_checkpoint_through_lm_eval_hf(work, train_data, write_config, data_dir, monkeypatch):
-    monkeypatch.setenv("MEDCURATE_BENCHMARKS", str(data_dir))
+def test_eval_tiny_sft_checkpoint_through_lm_eval_hf(work, train_data, write_config):
     sft_cfg = write_config("sft", recipe="tiny-sft", datasets=[train_data["tiny-sft-demo"]],
                            training={"max_steps": 2})
     result, out = _cli("sft", str(sft_cfg))
@@ -242,3 +241,13 @@ def test_eval_tiny_sft_checkpoint_through_lm_eval_hf(work, train_data, write_con
     assert "## Evaluation" in card and "| medqa_test |" in card and "MultiMedQA" in card
     assert "Llama3.1-Aloe-Beta-8B (published)" in card and "unverified" in card
     assert card.index("## Training data") < card.index("## Evaluation") < card.index("## Lineage")
+
+
+def test_multimedqa_sets_from_the_pack_match_the_original_files(data_dir):
+    counts = {b: load_set(b).height for b in MULTIMEDQA}
+    assert counts["medqa_test"] == 1273 and counts["medmcqa_dev"] == 4183 and counts["pubmedqa_test"] == 500
+    assert sum(counts.values()) == 7045  # MultiMedQA as Aloe reports it: 1,273 + 4,183 + 500 + 1,089
+    for b in ("medqa_test", "pubmedqa_test", "mmlu_anatomy_test"):
+        pack, files = load_set(b, limit=20), load_set(b, root=str(data_dir), limit=20)
+        assert pack["question"].to_list() == files["question"].to_list()
+        assert pack["answer"].to_list() == files["answer"].to_list()

@@ -1,9 +1,9 @@
 """Benchmark questions for evaluation: pack sets, the prompt a model sees, and how its answer is scored.
 
 The one home for both, so lm-eval's task (`lm_eval_tasks/utils.py`), sc-cot and medprompt ask the same
-question and score the same way. Sets come from the benchmark pack (`curate.benchpack.read_pack_set`);
-until the pack is installed they are read from a folder laid out like ../shared/data through
-`curate.benchsets` (config `benchmark_root` or $MEDCURATE_BENCHMARKS). Nothing is downloaded.
+question and score the same way. Sets come from the benchmark pack shipped in
+`curate/pack` (`curate.benchpack.read_pack_set`); config `benchmark_root` reads the original files of a
+folder laid out like ../shared/data instead (through `curate.benchsets`). Nothing is downloaded.
 
 Scoring: synth's answer parser (`synth.parse.find_answer`, `parse_mcq`, `parse_ynm`), the one the CoT
 steps use, with one fallback for zero-shot models that write only the label: the last non-empty line.
@@ -22,34 +22,41 @@ from synth.parse import find_answer, parse_mcq, parse_ynm
 COLUMNS = ("id", "question", "context", "options", "answer", "task", "subject")
 
 
-def _from_benchsets(name: str, root: str | None) -> pl.DataFrame:
+def _from_benchsets(name: str, root: str) -> pl.DataFrame:
     from curate.benchsets import load_benchmark
 
-    bench, subject = name, None
-    if name.startswith("mmlu_") and name != "mmlu_medical_test":
-        bench, subject = "mmlu_medical_test", name.removeprefix("mmlu_").removesuffix("_test")
-    loaded = load_benchmark(bench, root=root)
+    loaded = load_benchmark(name, root=root, pack=False)
     if not loaded.found:
         raise InputError(f"benchmark {name}: {loaded.note}",
-                         hint="install the benchmark pack (curate/pack) or set `benchmark_root` / "
-                              "$MEDCURATE_BENCHMARKS to a folder laid out like ../shared/data")
-    frame = loaded.frame
-    return frame.filter(pl.col("subject") == subject) if subject else frame
+                         hint="set `benchmark_root` to a folder laid out like ../shared/data, or remove it "
+                              "to use the shipped pack (curate/pack)")
+    return loaded.frame
 
 
 def load_set(name: str, *, root: str | None = None, limit: int | None = None) -> pl.DataFrame:
-    """The labelled questions of one pack set, in pack order, first ``limit`` of them."""
-    try:
-        from curate.benchpack import read_pack_set
-    except ImportError:
+    """The labelled questions of one pack set, in pack order, first ``limit`` of them (``root``: read the
+    original files under that folder instead of the pack)."""
+    if root:
         frame = _from_benchsets(name, root)
     else:
-        frame = _from_benchsets(name, root) if root else read_pack_set(name)
+        from curate.benchpack import read_pack_set
+
+        frame = read_pack_set(name)
     frame = frame.filter(pl.col("answer").is_not_null())
     if frame.is_empty():
         raise InputError(f"benchmark {name} has no labelled questions (an unlabelled split cannot be scored)")
     frame = frame.select([c for c in COLUMNS if c in frame.columns])
     return frame.head(limit) if limit else frame
+
+
+def pack_versions(names: list[str]) -> dict[str, dict[str, object]]:
+    """Version, rows and parquet sha256 of each evaluated pack set (for eval.json)."""
+    import json
+
+    from curate.benchpack import INDEX, pack_dir
+
+    index = {s["name"]: s for s in json.loads((pack_dir() / INDEX).read_text(encoding="utf-8"))["sets"]}
+    return {n: {k: index[n].get(k) for k in ("version", "labelled", "sha256")} for n in names if n in index}
 
 
 _MCQ_ASK = "Answer with the letter of the correct option on the last line, as `Answer: X`."

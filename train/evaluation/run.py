@@ -12,7 +12,7 @@ from typing import Any
 
 from synth.cache import CACHE_FILE
 from train.evaluation.config import EvalRunConfig
-from train.evaluation.questions import load_set
+from train.evaluation.questions import load_set, pack_versions
 from train.evaluation.report import (EVAL_FILE, aloe_reference, atomic_write, finish, multimedqa, size_of,
                                      update_card)
 
@@ -55,9 +55,6 @@ def run_eval(cfg: EvalRunConfig, origin: str = "<config>") -> dict[str, Any]:
     """Evaluate, write ``<output_dir>/eval.json`` and the card; return the result dict."""
     out = Path(cfg.output_dir)
     cdir = cache_dir(cfg)
-    root = cfg.benchmark_root or os.environ.get("MEDCURATE_BENCHMARKS")
-    if root and cfg.benchmark_root is None:
-        cfg = cfg.model_copy(update={"benchmark_root": root})
     extra: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
     if cfg.scheme == "zero-shot":
@@ -78,6 +75,7 @@ def run_eval(cfg: EvalRunConfig, origin: str = "<config>") -> dict[str, Any]:
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "config": origin,
         "limit": cfg.limit, "benchmarks": scores, "multimedqa": multimedqa(scores, cfg.limit),
         "datasets": datasets, "lineage": folder,
+        "pack": {"root": cfg.benchmark_root} if cfg.benchmark_root else pack_versions(cfg.benchmarks),
         "params": (cfg.sc_cot.model_dump() if cfg.scheme == "sc-cot"
                    else cfg.medprompt.model_dump() if cfg.scheme == "medprompt"
                    else {"max_tokens": cfg.max_tokens, "temperature": 0.0}),
