@@ -242,6 +242,14 @@ def test_eval_tiny_sft_checkpoint_through_lm_eval_hf(work, train_data, write_con
     assert "Llama3.1-Aloe-Beta-8B (published)" in card and "unverified" in card
     assert card.index("## Training data") < card.index("## Evaluation") < card.index("## Lineage")
 
+    # log-likelihood over the answer labels: a random model scores near chance (1/4 MCQ, 1/3 PubMedQA)
+    result, out = _cli("eval", str(cfg), "--checkpoint", str(ckpt), "--limit", "12", "--output", "out/ll",
+                       "--set", "mode=loglikelihood")
+    assert result.exit_code == 0, out
+    ll = json.loads((work / "out/ll/eval.json").read_text())
+    assert ll["multimedqa"]["questions"] == 9 * 12 and 0.1 < ll["multimedqa"]["score"] < 0.5
+    assert json.loads((ckpt / "medcurate_training.json").read_text())["evaluations"]["zero-shot"]["rows"][0]["questions"] == 12
+
 
 def test_multimedqa_sets_from_the_pack_match_the_original_files(data_dir):
     counts = {b: load_set(b).height for b in MULTIMEDQA}

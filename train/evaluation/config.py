@@ -50,6 +50,9 @@ class EvalRunConfig(_Strict):
     benchmarks: list[str] = Field(default_factory=lambda: list(MULTIMEDQA), min_length=1)
     benchmark_root: str | None = None  # folder laid out like ../shared/data when the pack is not installed
     scheme: Scheme = "zero-shot"
+    # zero-shot only: `generate` (a completion scored by synth's parser) or `loglikelihood` (lm-eval
+    # multiple_choice over the answer labels, the Open Medical LLM Leaderboard's way; local checkpoints)
+    mode: Literal["generate", "loglikelihood"] = "generate"
     limit: int | None = Field(default=None, gt=0)  # first N questions of each benchmark
     max_tokens: int = Field(default=512, gt=0)
     system_prompt: str | None = None
@@ -78,6 +81,9 @@ class EvalRunConfig(_Strict):
         if self.scheme != "zero-shot" and self.checkpoint is not None:
             raise ValueError(f"scheme {self.scheme!r} needs a served model (it runs on synth's teacher client); "
                              "serve the checkpoint (`vllm serve` / `transformers serve`) and pass --base-url")
+        if self.mode == "loglikelihood" and (self.scheme != "zero-shot" or self.checkpoint is None):
+            raise ValueError("mode `loglikelihood` is for zero-shot on a local `checkpoint` (chat servers return "
+                             "no prompt log-probabilities); use mode `generate` for served models")
         if self.scheme == "medprompt" and self.medprompt.k > 0 and not self.medprompt.dataset:
             raise ValueError("medprompt needs `medprompt.dataset` (a CoT dataset tag) or `medprompt.k: 0`")
         return self

@@ -2,9 +2,12 @@
 
 The task configs are ours (`lm_eval_tasks/`, generative, scored by synth's answer parser); the model is
 lm-eval's: `local-chat-completions` for a served model (vLLM, `transformers serve`, hosted) or `hf` for a
-local checkpoint. Greedy decoding, the model's chat template, lm-eval's response cache (`use_cache`: a
-sqlite file per model, committed per response) so a second run pays for no call and a killed run
-resumes where it stopped.
+local checkpoint. Greedy decoding and the model's chat template (mode `generate`), or the log-likelihood
+of each answer label after `Answer:` without a chat template (mode `loglikelihood`, checkpoints only: the
+Open Medical LLM Leaderboard's scoring; a random tiny model scores near chance this way (0.35 over 180
+questions), where its generations parse to no answer and score ~0). lm-eval's response cache
+(`use_cache`: a sqlite file per model, committed per response) makes a second run pay for no call and
+lets a killed run resume where it stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from curate.errors import InputError
 from train.evaluation.config import EvalRunConfig
 
 TASKS_DIR = Path(__file__).parent / "lm_eval_tasks"
-TASK_PREFIX = "medcurate_"
+TASK_PREFIX = {"generate": "medcurate_", "loglikelihood": "medcurate_mc_"}
 
 
 def model_identity(cfg: EvalRunConfig) -> str:
@@ -62,13 +65,15 @@ def run_zero_shot(cfg: EvalRunConfig, cache_dir: Path) -> dict[str, dict[str, An
     backend, model_args = _model_args(cfg)
     digest = hashlib.sha256(model_identity(cfg).encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tasks = [TASK_PREFIX + b for b in cfg.benchmarks]
+    tasks = [TASK_PREFIX[cfg.mode] + b for b in cfg.benchmarks]
+    generate = cfg.mode == "generate"
     manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False,
                           metadata={"benchmark_root": cfg.benchmark_root})
     out = lm_eval.simple_evaluate(
         model=backend, model_args=model_args, tasks=tasks, task_manager=manager, limit=cfg.limit,
-        use_cache=str(cache_dir / f"lm-eval-{digest}"), apply_chat_template=True,
-        system_instruction=cfg.system_prompt, gen_kwargs={"max_gen_toks": cfg.max_tokens},
+        use_cache=str(cache_dir / f"lm-eval-{digest}"), apply_chat_template=generate,
+        system_instruction=cfg.system_prompt if generate else None,
+        gen_kwargs={"max_gen_toks": cfg.max_tokens} if generate else None,
         batch_size=1, log_samples=False, bootstrap_iters=0, random_seed=cfg.seed,
         numpy_random_seed=cfg.seed, torch_random_seed=cfg.seed, fewshot_random_seed=cfg.seed,
     )

@@ -78,6 +78,22 @@ def user_prompt(row: dict[str, Any], *, cot: bool = False, options: list[dict[st
     return "\n\n".join(parts)
 
 
+def choice_labels(row: dict[str, Any]) -> list[str]:
+    """The answers a log-likelihood evaluation compares: option labels, or yes/no/maybe."""
+    if row.get("task") == "yes_no_maybe":
+        return ["yes", "no", "maybe"]
+    return [str(o["label"]) for o in row["options"]]
+
+
+def mc_prompt(row: dict[str, Any]) -> str:
+    """The log-likelihood form (lm-eval `multiple_choice`): the question and options, then `Answer:`."""
+    parts = [f"Context: {row['context']}"] if row.get("context") else []
+    parts.append(f"Question: {row['question']}")
+    if row.get("task") != "yes_no_maybe":
+        parts.append("\n".join(f"{o['label']}. {o['text']}" for o in row["options"]))
+    return "\n\n".join(parts) + "\n\nAnswer:"
+
+
 def predict(text: str, row: dict[str, Any], options: list[dict[str, Any]] | None = None) -> str | None:
     """The answer a completion gives (an option label, or yes/no/maybe), None when it gives none."""
     found = find_answer(text or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from train.evaluation.questions import is_correct, load_set, predict, user_prompt
+from train.evaluation.questions import choice_labels, is_correct, load_set, mc_prompt, predict, user_prompt
 
 
 def load_docs(set_name: str, benchmark_root: str | None = None, **_: Any) -> dict[str, Any]:
@@ -21,3 +21,18 @@ def doc_to_text(doc: dict[str, Any]) -> str:
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, int]:
     return {"acc": int(is_correct(predict(results[0], doc), doc))}
+
+
+# `multiple_choice` tasks (medcurate_mc_*): the log-likelihood of each answer label after `Answer:`
+
+
+def mc_doc_to_text(doc: dict[str, Any]) -> str:
+    return mc_prompt(doc)
+
+
+def mc_doc_to_choice(doc: dict[str, Any]) -> list[str]:
+    return choice_labels(doc)
+
+
+def mc_doc_to_target(doc: dict[str, Any]) -> int:
+    return [c.casefold() for c in choice_labels(doc)].index(str(doc["answer"]).casefold())
