@@ -203,6 +203,30 @@ def test_killed_evaluation_resumes_without_paying_twice(work, bench):
     _check_exact(json.loads((work / "out/kill/eval.json").read_text()), expected, sets)
 
 
+def test_killed_zero_shot_resumes_from_lm_eval_response_cache(work, bench):
+    sets, correct, expected = bench
+    responder = Oracle(sets, correct)
+    cfg = _config(work, output_dir="out/kill-zs", concurrency=4, limit=LIMIT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    total = 9 * LIMIT
+    with ScriptedServer(lambda req: Reply(responder(req), delay=0.1)) as srv:
+        cmd = [sys.executable, "-m", "train.cli", "eval", str(cfg), "--base-url", srv.url, "--model", "m"]
+        proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while len(srv.completed_bodies()) < 20 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        answered = len(srv.completed_bodies())
+        assert 20 <= answered < total and not (work / "out/kill-zs/eval.json").exists()
+        sent = srv.count
+        done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        # the re-run asked again at most for the answers still in flight when the first run was killed
+        assert total - answered <= srv.count - sent <= total - answered + 4
+    _check_exact(json.loads((work / "out/kill-zs/eval.json").read_text()), expected, sets)
+
+
 def test_compare_table_and_card(work, bench):
     sets, correct, expected = bench
     with ScriptedServer(Oracle(sets, correct)) as srv:
@@ -259,3 +283,17 @@ def test_multimedqa_sets_from_the_pack_match_the_original_files(data_dir):
         pack, files = load_set(b, limit=20), load_set(b, root=str(data_dir), limit=20)
         assert pack["question"].to_list() == files["question"].to_list()
         assert pack["answer"].to_list() == files["answer"].to_list()
+
+
+@pytest.mark.slow
+def test_eval_against_transformers_serve(work, tiny_serve):
+    """A real OpenAI-compatible server (tiny random Llama): zero-shot through lm-eval and sc-cot complete."""
+    cfg = _config(work, output_dir="out/serve", max_tokens=8, benchmarks=["medqa_test", "pubmedqa_test"])
+    for scheme in ("zero-shot", "sc-cot"):
+        result, out = _cli("eval", str(cfg), "--base-url", tiny_serve["url"], "--model", tiny_serve["model"],
+                           "--limit", "2", "--scheme", scheme, "--output", f"out/{scheme}",
+                           "--set", "sc_cot.samples=2")
+        assert result.exit_code == 0, out
+        res = json.loads((work / f"out/{scheme}/eval.json").read_text())
+        assert res["multimedqa"]["questions"] == 4 and res["model"] == {"served": tiny_serve["model"]}
+        assert all(0.0 <= s["accuracy"] <= 1.0 and not s.get("failed") for s in res["benchmarks"].values())

@@ -1,7 +1,7 @@
 """Zero-shot evaluation through lm-eval (EleutherAI's harness, as the Open Medical LLM Leaderboard used).
 
 The task configs are ours (`lm_eval_tasks/`, generative, scored by synth's answer parser); the model is
-lm-eval's: `local-chat-completions` for a served model (vLLM, `transformers serve`, hosted) or `hf` for a
+lm-eval's: `local-chat-completions` (see `_register_chat_backend`) for a served model (vLLM, `transformers serve`, hosted) or `hf` for a
 local checkpoint. Greedy decoding and the model's chat template (mode `generate`), or the log-likelihood
 of each answer label after `Answer:` without a chat template (mode `loglikelihood`, checkpoints only: the
 Open Medical LLM Leaderboard's scoring; a random tiny model scores near chance this way (0.35 over 180
@@ -34,6 +34,28 @@ def model_identity(cfg: EvalRunConfig) -> str:
     return "hf:" + "|".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
 
+CHAT_BACKEND = "medcurate-chat-completions"
+
+
+def _register_chat_backend() -> None:
+    """lm-eval's `local-chat-completions`, minus an empty ``"stop": []`` in the request body: our tasks stop
+    only at the end of the answer (``until: []``), and `transformers serve` answers an empty stop list with
+    HTTP 500 (its StopStringCriteria rejects it), where vLLM ignores it."""
+    from lm_eval.api.registry import MODEL_REGISTRY, register_model
+    from lm_eval.models.openai_completions import LocalChatCompletion
+
+    if CHAT_BACKEND in MODEL_REGISTRY:
+        return
+
+    @register_model(CHAT_BACKEND)
+    class _Chat(LocalChatCompletion):
+        def _create_payload(self, *args: Any, **kwargs: Any) -> dict:
+            payload = super()._create_payload(*args, **kwargs)
+            if not payload.get("stop"):
+                payload.pop("stop", None)
+            return payload
+
+
 def _model_args(cfg: EvalRunConfig) -> tuple[str, dict[str, Any]]:
     if cfg.checkpoint is not None:
         if not Path(cfg.checkpoint).is_dir():
@@ -44,7 +66,8 @@ def _model_args(cfg: EvalRunConfig) -> tuple[str, dict[str, Any]]:
     args: dict[str, Any] = {"base_url": f"{cfg.base_url.rstrip('/')}/chat/completions", "model": cfg.model,
                             "num_concurrent": cfg.concurrency, "max_retries": 6, "tokenized_requests": False,
                             "max_gen_toks": cfg.max_tokens}
-    return "local-chat-completions", args
+    _register_chat_backend()
+    return CHAT_BACKEND, args
 
 
 def run_zero_shot(cfg: EvalRunConfig, cache_dir: Path) -> dict[str, dict[str, Any]]:
