@@ -99,7 +99,9 @@ curl -sf "$URL/v1/models" >/dev/null 2>&1 || curl -sf "$URL/health" >/dev/null |
 
 # vLLM's Prometheus counters and gauges, summed over label sets: one JSON object per call
 metrics() {
-  curl -sf "$URL/metrics" 2>/dev/null | "$PY" -c '
+  local text
+  text="$(curl -sf "$URL/metrics" 2>/dev/null)" || { echo '{}'; return; }
+  printf '%s\n' "$text" | "$PY" -c '
 import json, re, sys
 want = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:request_success_total",
         "vllm:generation_tokens_total", "vllm:prompt_tokens_total"}
@@ -108,7 +110,7 @@ for line in sys.stdin:
     m = re.match(r"^([a-zA-Z_:]+)(?:\{[^}]*\})?\s+([0-9.eE+-]+)$", line.strip())
     if m and m.group(1) in want:
         out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
-print(json.dumps(out))' || echo '{}'
+print(json.dumps(out))'
 }
 
 sampler() {  # one line per second: running and waiting requests
@@ -150,8 +152,9 @@ if "vllm:request_success_total" in a:
                    saturated_share=round(sum(busy) / len(busy), 2))
 elif stats != "-" and Path(stats).is_file():
     doc = json.loads(Path(stats).read_text())
-    client = doc.get("client") or (doc.get("teacher") or {}).get("stats") or {}
-    row["requests"] = client.get("requests")
+    client = doc.get("client") or {}
+    # zero-shot runs in lm-eval, which keeps no token counts: one greedy request per question
+    row["requests"] = client.get("requests", sum(b["questions"] for b in doc.get("benchmarks", {}).values()))
     row["output_tokens"] = client.get("completion_tokens")
     row["source"] = "client"
 if row.get("requests") is not None:
@@ -162,7 +165,7 @@ print(json.dumps(row))
 PY
 }
 
-phase eval-zero-shot - "$PY" -m train.cli eval recipes/train/eval-multimedqa.yaml --base-url "$URL/v1" \
+phase eval-zero-shot "$WORK/eval-zs/eval.json" "$PY" -m train.cli eval recipes/train/eval-multimedqa.yaml --base-url "$URL/v1" \
   --model "$NAME" --limit "$EVAL_LIMIT" --output "$WORK/eval-zs" \
   --set concurrency="$CONCURRENCY" --set max_tokens="$MAX_TOKENS"
 phase eval-sc-cot "$WORK/eval-sc/eval.json" "$PY" -m train.cli eval recipes/train/eval-multimedqa.yaml \

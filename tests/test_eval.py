@@ -264,6 +264,9 @@ def test_eval_tiny_sft_checkpoint_through_lm_eval_hf(work, train_data, write_con
     card = (ckpt / "README.md").read_text()
     assert "## Evaluation" in card and "| medqa_test |" in card and "MultiMedQA" in card
     assert "Llama3.1-Aloe-Beta-8B (published)" in card and "unverified" in card
+    from train.evaluation.report import size_of
+
+    assert size_of(str(ckpt)) is None  # a 130k-parameter model matches no Aloe size by itself
     assert card.index("## Training data") < card.index("## Evaluation") < card.index("## Lineage")
 
     # log-likelihood over the answer labels: a random model scores near chance (1/4 MCQ, 1/3 PubMedQA)
@@ -297,3 +300,18 @@ def test_eval_against_transformers_serve(work, tiny_serve):
         res = json.loads((work / f"out/{scheme}/eval.json").read_text())
         assert res["multimedqa"]["questions"] == 4 and res["model"] == {"served": tiny_serve["model"]}
         assert all(0.0 <= s["accuracy"] <= 1.0 and not s.get("failed") for s in res["benchmarks"].values())
+
+
+def test_answers_are_scored_by_synths_parser_with_a_strict_bare_label_fallback():
+    from train.evaluation.questions import majority, predict
+
+    mcq = load_set("medqa_test", limit=1).row(0, named=True)
+    ynm = load_set("pubmedqa_test", limit=1).row(0, named=True)
+    assert predict("Step by step...\n\nAnswer: C", mcq) == "C"
+    assert predict("**Answer:** (b)", mcq) == "B"
+    assert predict("B", mcq) == "B" and predict("(D)", mcq) == "D"
+    assert predict(f"The findings fit.\nB. {mcq['options'][1]['text']}", mcq) == "B"
+    assert predict("A patient like this needs an ECG.", mcq) is None  # prose, not option A
+    assert predict("Answer: B or C", mcq) is None
+    assert predict("Answer: Maybe.", ynm) == "maybe" and predict("no", ynm) == "no"
+    assert majority(["B", None, "C", "C", "B"]) == "B" and majority([None, None]) is None

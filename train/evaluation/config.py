@@ -6,6 +6,7 @@ Exactly one model: a served one (``base_url`` + ``model``, any OpenAI-compatible
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -42,7 +43,9 @@ class MedpromptParams(_Strict):
 class EvalRunConfig(_Strict):
     name: str | None = None  # label in eval.json and `train compare`; default: the model's name
     base_url: str | None = None  # served model: OpenAI-compatible base URL (.../v1)
-    model: str | None = None  # served model name
+    # served model name. Cached answers are keyed by it (as synth's teacher calls are): serve each model
+    # under its own name, or give each its own `cache`, or a re-served model reuses the old answers
+    model: str | None = None
     api_key_env: str | None = None  # env var holding the server's key (never the key)
     checkpoint: str | None = None  # local model folder (a train output), run on lm-eval's `hf` backend
     device: str = "cpu"  # for `checkpoint`
@@ -90,8 +93,6 @@ class EvalRunConfig(_Strict):
 
     @property
     def label(self) -> str:
-        from pathlib import Path
-
         return self.name or (self.model if self.model else Path(str(self.checkpoint)).name)
 
 

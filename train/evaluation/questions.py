@@ -6,11 +6,12 @@ question and score the same way. Sets come from the benchmark pack shipped in
 folder laid out like ../shared/data instead (through `curate.benchsets`). Nothing is downloaded.
 
 Scoring: synth's answer parser (`synth.parse.find_answer`, `parse_mcq`, `parse_ynm`), the one the CoT
-steps use, with one fallback for zero-shot models that write only the label: the last non-empty line.
+steps use, with one fallback for zero-shot models that write only the label (see `predict`).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -94,11 +95,20 @@ def mc_prompt(row: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n\nAnswer:"
 
 
+_BARE = re.compile(r"^\s*(?:[(\[]?[A-Za-z][)\].:]?|[(\[]?[A-Za-z][)\].:]\s.*|yes|no|maybe)\s*$", re.IGNORECASE)
+
+
 def predict(text: str, row: dict[str, Any], options: list[dict[str, Any]] | None = None) -> str | None:
-    """The answer a completion gives (an option label, or yes/no/maybe), None when it gives none."""
+    """The answer a completion gives (an option label, or yes/no/maybe), None when it gives none.
+
+    Without an `Answer:` line, a last line that is only a label (`B`, `(B)`, `B. Graves disease`) or
+    yes/no/maybe still counts; prose such as "A patient with ..." does not (it would read as option A)."""
     found = find_answer(text or "")
-    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
-    answer = found.text if found else (lines[-1] if lines else "")
+    if found:
+        answer = found.text
+    else:
+        lines = [ln for ln in (text or "").splitlines() if ln.strip()]
+        answer = lines[-1] if lines and _BARE.match(lines[-1]) else ""
     if row.get("task") == "yes_no_maybe":
         return parse_ynm(answer)
     return parse_mcq(answer, options if options is not None else row["options"])

@@ -82,7 +82,7 @@ def size_of(checkpoint: str | None) -> str | None:
     total = 0
     for f in Path(checkpoint).glob("*.safetensors"):
         with safe_open(str(f), "np") as fh:
-            for k in fh.keys():
+            for k in fh.keys():  # noqa: SIM118 - a safetensors handle, not a dict
                 total += math.prod(fh.get_slice(k).get_shape())
     billions = total / 1e9
     return next((s for s, b in (("7B", 7.6), ("8B", 8.0), ("70B", 70.6), ("72B", 72.7)) if abs(billions - b) < 0.3),

@@ -10,11 +10,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from synth.cache import CACHE_FILE
 from train.evaluation.config import EvalRunConfig
 from train.evaluation.questions import load_set, pack_versions
-from train.evaluation.report import (EVAL_FILE, aloe_reference, atomic_write, finish, multimedqa, size_of,
-                                     update_card)
+from train.evaluation.report import (
+    EVAL_FILE,
+    aloe_reference,
+    atomic_write,
+    finish,
+    multimedqa,
+    size_of,
+    update_card,
+)
 
 CACHE_ENV = "MEDCURATE_TEACHER_CACHE"  # same variable as synth's steps: one cache for builds and evals
 
@@ -79,7 +85,7 @@ def run_eval(cfg: EvalRunConfig, origin: str = "<config>") -> dict[str, Any]:
         "params": (cfg.sc_cot.model_dump() if cfg.scheme == "sc-cot"
                    else cfg.medprompt.model_dump() if cfg.scheme == "medprompt"
                    else {"max_tokens": cfg.max_tokens, "temperature": 0.0}),
-        "aloe_reference": aloe_reference(size), "cache": str(cdir / (CACHE_FILE if records else "")),
+        "aloe_reference": aloe_reference(size), "cache": str(cdir),
         "versions": _versions(), **extra,
     }
     atomic_write(out / EVAL_FILE, json.dumps(result, indent=2, ensure_ascii=False) + "\n")

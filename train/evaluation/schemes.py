@@ -57,7 +57,8 @@ class ExamplePool:
         if missing:
             raise InputError(f"medprompt.dataset {ref} lacks columns {missing}",
                              hint="use a CoT dataset (a recipe with the `cot` step, e.g. medqa-cot)")
-        frame = pl.from_arrow(ds.data.table).select("question", "context", "options", "answer", "task", "cot")
+        frame = pl.from_arrow(ds.data.table)
+        frame = frame.select([c for c in ("question", "context", "options", "answer", "task", "cot") if c in frame.columns])
         self.rows = frame.filter(pl.col("cot").is_not_null() & pl.col("answer").is_not_null()).to_dicts()
         if not self.rows:
             raise InputError(f"medprompt.dataset {ref} has no rows with a CoT and an answer")
