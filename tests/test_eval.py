@@ -276,6 +276,8 @@ def test_eval_tiny_sft_checkpoint_through_lm_eval_hf(work, train_data, write_con
     ll = json.loads((work / "out/ll/eval.json").read_text())
     assert ll["multimedqa"]["questions"] == 9 * 12 and 0.1 < ll["multimedqa"]["score"] < 0.5
     assert json.loads((ckpt / "medcurate_training.json").read_text())["evaluations"]["zero-shot"]["rows"][0]["questions"] == 12
+    result, out = _cli("compare", "out/tiny", "out/ll")  # the dataset version each score was bought with
+    assert result.exit_code == 0 and out.count("`local/demo@v1.0.0`") == 2, out
 
 
 def test_multimedqa_sets_from_the_pack_match_the_original_files(data_dir):
