@@ -317,3 +317,17 @@ def test_answers_are_scored_by_synths_parser_with_a_strict_bare_label_fallback()
     assert predict("Answer: B or C", mcq) is None
     assert predict("Answer: Maybe.", ynm) == "maybe" and predict("no", ynm) == "no"
     assert majority(["B", None, "C", "C", "B"]) == "B" and majority([None, None]) is None
+
+
+def test_api_key_reaches_the_server_and_no_output_file(work, bench, monkeypatch):
+    sets, correct, _ = bench
+    secret = "sk-eval-secret-4711"
+    monkeypatch.setenv("EVAL_TEST_KEY", secret)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-not-this-one")
+    with ScriptedServer(Oracle(sets, correct)) as srv:
+        for scheme in ("zero-shot", "sc-cot"):
+            _eval(work, srv.url, "--scheme", scheme, output_dir=f"out/key-{scheme}", api_key_env="EVAL_TEST_KEY",
+                  benchmarks=["mmlu_anatomy_test"], sc_cot={"samples": 1, "temperature": 0.7})
+        assert srv.log and {e["headers"].get("authorization") for e in srv.log} == {f"Bearer {secret}"}
+    leaked = [p for p in (work / "out").rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == [] and os.environ["OPENAI_API_KEY"] == "sk-not-this-one"  # the process env is untouched

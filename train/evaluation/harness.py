@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,15 @@ def _register_chat_backend() -> None:
 
     @register_model(CHAT_BACKEND)
     class _Chat(LocalChatCompletion):
+        def __init__(self, *args: Any, api_key_env: str | None = None, **kwargs: Any):
+            self._api_key_env = api_key_env
+            super().__init__(*args, **kwargs)
+
+        @property
+        def api_key(self) -> str:
+            """The key from the variable the config names (never $OPENAI_API_KEY by accident; never logged)."""
+            return os.environ.get(self._api_key_env, "") if self._api_key_env else ""
+
         def _create_payload(self, *args: Any, **kwargs: Any) -> dict:
             payload = super()._create_payload(*args, **kwargs)
             if not payload.get("stop"):
@@ -65,7 +75,7 @@ def _model_args(cfg: EvalRunConfig) -> tuple[str, dict[str, Any]]:
                       "max_length": 2048}
     args: dict[str, Any] = {"base_url": f"{cfg.base_url.rstrip('/')}/chat/completions", "model": cfg.model,
                             "num_concurrent": cfg.concurrency, "max_retries": 6, "tokenized_requests": False,
-                            "max_gen_toks": cfg.max_tokens}
+                            "max_gen_toks": cfg.max_tokens, "api_key_env": cfg.api_key_env}
     _register_chat_backend()
     return CHAT_BACKEND, args
 
@@ -77,14 +87,10 @@ def run_zero_shot(cfg: EvalRunConfig, cache_dir: Path) -> dict[str, dict[str, An
         from lm_eval.tasks import TaskManager
     except ImportError:
         raise InputError("`train eval` needs lm-eval", hint="pip install 'medcurate[eval]'") from None
-    import os
-
     logging.getLogger("lm-eval").setLevel(logging.WARNING)
-    if cfg.api_key_env:
-        key = os.environ.get(cfg.api_key_env)
-        if not key:
-            raise InputError(f"environment variable {cfg.api_key_env} (api_key_env) is not set")
-        os.environ["OPENAI_API_KEY"] = key  # what local-chat-completions reads
+    if cfg.api_key_env and not os.environ.get(cfg.api_key_env):
+        raise InputError(f"environment variable {cfg.api_key_env} (api_key_env) is not set",
+                         hint=f"export {cfg.api_key_env}=... or remove `api_key_env` for a local server")
     backend, model_args = _model_args(cfg)
     digest = hashlib.sha256(model_identity(cfg).encode()).hexdigest()[:16]
     cache_dir.mkdir(parents=True, exist_ok=True)
