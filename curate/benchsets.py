@@ -19,10 +19,13 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
+from pydantic import Field, field_validator
 
 from curate.record import to_frame
+from curate.steps.base import StepParams
 
 log = logging.getLogger("medcurate")
 
@@ -203,3 +206,62 @@ def _load_hub(bench: Benchmark) -> pl.DataFrame:
     spec = SourceSpec(name=bench.name, format=bench.format, hub=hub, config=bench.hub_config,
                       split=bench.hub_split)
     return read_source(spec, base_dir=Path.cwd()).frame
+
+
+class ExtraBenchmark(StepParams):
+    format: str  # source adapter that reads it (medqa, medmcqa, pubmedqa, mmlu, headqa, generic ...)
+    path: str  # file, folder or glob
+
+
+class BenchSelection(StepParams):
+    """Which benchmark sets a step checks and where they are read from (shared by `decontaminate` and the
+    rephrase pass, so both see the same sets)."""
+
+    benchmarks: list[str] | Literal["all"] = "all"  # set names (or `mmlu_medical_test` for the six MMLU sets)
+    root: str | None = None  # folder laid out like ../shared/data; default $MEDCURATE_BENCHMARKS
+    paths: dict[str, str] = Field(default_factory=dict)  # per-benchmark file, folder or glob
+    extra: dict[str, ExtraBenchmark] = Field(default_factory=dict)  # the user's own sets, checked as well
+    pack: bool = True  # use the shipped benchmark pack for sets not found under `paths` / `root`
+    hub: bool = False  # allow loading benchmarks that are not found locally from the Hub
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _known(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, list):
+            unknown = [b for b in value if b not in BENCHMARKS and b not in GROUPS]
+            if unknown:
+                raise ValueError(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)} "
+                                 "(add your own with `extra:`)")
+        return value
+
+    @field_validator("paths")
+    @classmethod
+    def _known_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = [b for b in value if b not in BENCHMARKS]
+        if unknown:
+            raise ValueError(f"unknown benchmark(s) in paths {unknown}; known: {sorted(BENCHMARKS)}")
+        return value
+
+    @field_validator("extra")
+    @classmethod
+    def _new_names(cls, value: dict[str, ExtraBenchmark]) -> dict[str, ExtraBenchmark]:
+        clash = [b for b in value if b in BENCHMARKS or b in GROUPS]
+        if clash:
+            raise ValueError(f"extra benchmark(s) {clash} reuse a built-in name: override those with `paths:`")
+        return value
+
+    def sets(self) -> dict[str, Benchmark | None]:
+        """The sets to check, by name: None for a built-in set, the description of an `extra` one."""
+        names = list(BENCHMARKS) if self.benchmarks == "all" else expand(list(self.benchmarks))
+        out: dict[str, Benchmark | None] = dict.fromkeys(names)
+        out.update({n: Benchmark(n, e.format, ()) for n, e in self.extra.items()})
+        return out
+
+    def path_of(self, name: str) -> str | None:
+        return self.extra[name].path if name in self.extra else self.paths.get(name)
+
+    def load(self) -> list[LoadedBenchmark]:
+        """Every selected set's rows (cached per file set), found or with the reason it was not."""
+        sets = self.sets()
+        return [load_benchmark(n, root=self.root, path=self.path_of(n), pack=self.pack, hub=self.hub,
+                               bench=sets[n]) for n in sets]

@@ -161,6 +161,28 @@ def _steps_named(manifest: Mapping[str, Any], name: str) -> list[Mapping[str, An
     return [s for s in manifest.get("steps") or [] if s.get("name") == name]
 
 
+def _rephrase_column(m: Mapping[str, Any], decont: list[dict[str, Any]]) -> str | None:
+    """Add the rephrase pass's hits to the n-gram table's rows; a note on how it ran (or why it did not)."""
+    steps = _steps_named(m, "decontaminate_rephrase")
+    for row in decont:
+        row["rephrased"] = "—"
+    if not steps:
+        return None
+    stats = steps[-1].get("stats") or {}
+    if stats.get("skipped"):
+        for row in decont:
+            row["rephrased"] = "skipped"
+        return f"**skipped**: {stats['skipped']}"
+    table = stats.get("benchmarks") or {}
+    for row in decont:
+        if row["name"] in table:
+            row["rephrased"] = table[row["name"]].get("rephrased_hits", 0)
+    judge = (stats.get("teacher") or {}).get("model")
+    return (f"BM25 top-{stats.get('top_k')} candidates (min_rel {stats.get('min_rel')}) judged by `{judge}`; "
+            f"{stats.get('rows_judged')} of {stats.get('rows_checked')} rows judged, "
+            f"{stats.get('rephrased_hits')} rejected (`rejects/decontaminate_rephrase.parquet`).")
+
+
 def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> dict[str, Any]:
     """Everything the template needs, derived from the manifest (and sizes from `data_dir`)."""
     m = redact(dict(manifest))
@@ -180,6 +202,7 @@ def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> d
                 "found": "yes" if b.get("found", True) else f"**not found**: {b.get('note') or 'no file'}",
             })
         decont_params = _scalars(step.get("params"))
+    rephrase_note = _rephrase_column(m, decont)
     dedup: list[tuple[str, Any]] = []
     for step in _steps_named(m, "dedup"):
         dedup = [(f"param {k}", v) for k, v in _scalars(step.get("params"))]
@@ -203,6 +226,7 @@ def card_context(manifest: Mapping[str, Any], data_dir: Path | None = None) -> d
         "teacher_params": _scalars((teacher or {}).get("params")),
         "steps": steps,
         "decontamination": decont,
+        "rephrase_note": rephrase_note,
         "decontamination_params": decont_params,
         "dedup": dedup,
         "license": recipe.get("license") or "unknown",

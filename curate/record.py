@@ -38,6 +38,9 @@ ADDED_COLUMNS: dict[str, pl.DataType] = {
     "cot": pl.Utf8,
     "cot_attempts": pl.Int32,
     "judge_score": pl.Float64,
+    "complexity_score": pl.Float64,  # `score` step (DEITA-style, 1-6)
+    "quality_score": pl.Float64,
+    "evol_score": pl.Float64,  # complexity x quality
     "prompt": pl.List(MESSAGE),
     "chosen": pl.List(MESSAGE),
     "rejected": pl.List(MESSAGE),

@@ -47,7 +47,7 @@ def render_report(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame] | N
         if bench:
             parts += ["", f"## Decontamination (`{step['name']}`)", ""]
             rows = [[name, "yes" if b.get("found", True) else "**not found**", b.get("rows", ""),
-                     b.get("checked", ""), b.get("hits", ""),
+                     b.get("checked", ""), b.get("hits", b.get("rephrased_hits", "")),  # rephrase pass: its hits
                      f"{b['hit_rate']:.2%}" if isinstance(b.get("hit_rate"), float) else ""]
                     for name, b in bench.items()]
             parts.append(_table(["benchmark", "found", "benchmark rows", "rows checked", "hits", "hit rate"], rows))

@@ -53,6 +53,7 @@ class TeacherError(Exception):
 class Choice:
     text: str
     finish_reason: str | None
+    logprobs: Any = None  # the choice's `logprobs` object, when the request asked for them
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class Completion:
                 text = ch["text"]
             if not isinstance(text, str):
                 text = ""
-            out.append(Choice(text=text, finish_reason=ch.get("finish_reason")))
+            out.append(Choice(text=text, finish_reason=ch.get("finish_reason"), logprobs=ch.get("logprobs")))
         usage = body.get("usage") or {}
         return cls(
             choices=out,

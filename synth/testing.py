@@ -42,6 +42,7 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    logprobs: Any = None  # the choice's `logprobs` object (OpenAI layout), when set
 
 
 Responder = Callable[[dict[str, Any]], "Reply | str"]
@@ -59,8 +60,11 @@ def last_user(request: dict[str, Any]) -> str:
 
 def oracle(request: dict[str, Any]) -> Reply:
     """A teacher that always 'knows': CoT prompts get an explanation ending with the gold answer; judge
-    prompts get a score that depends on the request seed (deterministic)."""
+    prompts get a score that depends on the request seed (deterministic); rephrase-judge prompts get
+    `Verdict: different`."""
     user = last_user(request)
+    if "BENCHMARK item:" in user:  # the rephrase-contamination judge: the oracle's data is clean
+        return Reply("The two items ask different questions.\nVerdict: different")
     if _RESPONSE.search(user):
         score = 3 + (int(request.get("seed") or 0) % 8)
         return Reply(f"The response is mostly correct and safe.\nScore: {score}")
@@ -271,7 +275,8 @@ class ScriptedServer:
         return {
             "id": f"chatcmpl-{self.count}", "object": "chat.completion", "created": 0,
             "model": request.get("model", "scripted"),
-            "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": reply.finish_reason}
+            "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": reply.finish_reason,
+                         **({"logprobs": reply.logprobs} if reply.logprobs is not None else {})}
                         for i, c in enumerate(contents)],
             "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
             **reply.extra,

@@ -61,7 +61,8 @@ def test_pack_rebuilds_byte_identical_from_the_recorded_sources(data_dir: Path, 
                     "--out", str(tmp_path)], check=True, capture_output=True)
     shipped = json.loads((pack_dir() / "index.json").read_text())
     rebuilt = json.loads((tmp_path / "index.json").read_text())
-    assert rebuilt == shipped
+    assert rebuilt == shipped, ("curate/pack is stale (the record schema or an adapter changed): rebuild it with "
+                                "`python benchmarks/build_benchmark_pack.py --data ../shared/data` and commit it")
     for entry in shipped["sets"]:
         assert hashlib.sha256((pack_dir() / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
         for src in entry["sources"]:

@@ -348,6 +348,7 @@ def test_cot_recipes_validate(name):
 
     recipe, _, _ = load_recipe(name)
     steps = [s.name for s in recipe.steps]
-    assert steps == ["normalize", "validate", "langid", "dedup", "decontaminate", "cot", "judge", "filter", "template"]
+    assert steps == ["normalize", "validate", "langid", "dedup", "decontaminate", "decontaminate_rephrase", "cot", "judge",
+                     "filter", "template"]
     assert resolve_teacher(recipe.teacher).urls == ["http://127.0.0.1:8000/v1"]
     assert recipe.sources[0].hub and recipe.sources[0].format == name.removesuffix("-cot")

@@ -82,7 +82,8 @@ def test_curate_build_medqa_cot_against_transformers_serve(tiny_serve, tmp_path,
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes" / "medqa-cot.yaml").write_text(
         shipped_recipe(**{"max_tokens: 1024": "max_tokens: 16", "max_tokens: 256": "max_tokens: 8",
-                          "max_attempts: 3": "max_attempts: 1"}))
+                          "max_attempts: 3": "max_attempts: 1",
+                          "decontaminate_rephrase: {}": "decontaminate_rephrase: {max_tokens: 8, max_attempts: 1}"}))
     src = data_dir / "medqa" / "train_subset1030.json"
     r = curate_build(tmp_path, "--source", f"medqa={src}", "--limit", "20",
                      "--teacher-url", tiny_serve["url"], "--teacher-model", tiny_serve["model"])

@@ -247,3 +247,15 @@ def test_index_is_cached_and_rebuilt_when_a_benchmark_file_changes(data_dir: Pat
     assert second.rejected["detail"][0].startswith("medqa_test:1274 ")
     assert second.stats["benchmarks"]["medqa_test"]["rows"] == 1274
     assert len(list((cur_ctx.work_dir / "decontaminate-index").iterdir())) == 2
+
+
+def test_a_benchmark_split_as_input_is_refused_plainly(cur_ctx) -> None:
+    """Building from a benchmark's own test split says so instead of finishing with zero rows."""
+    from curate.benchpack import read_pack_set
+
+    test_split = read_pack_set("medqa_test").head(200)
+    with pytest.raises(RecipeError, match=r"200 of 200 input rows \(100%\) are benchmark test items "
+                                          r"\(medqa_test: 200\).*looks like a benchmark split"):
+        run_step("decontaminate", test_split, cur_ctx, benchmarks=["medqa_test"])
+    res = run_step("decontaminate", test_split, cur_ctx, benchmarks=["medqa_test"], max_hit_fraction=None)
+    assert res.kept.height == 0 and res.rejected.height == 200

@@ -27,6 +27,8 @@ located by `curate.benchsets`: `paths: {set: path}` or a `root` folder (relative
 else $MEDCURATE_BENCHMARKS) laid out like shared/data override a pack set; `extra: {name: {format, path}}`
 adds the user's own; `pack: false` switches the pack off (then the Hub only with `hub: true`). One that
 cannot be found is listed in `stats["missing"]` and logged as a warning; `strict: true` makes it an error.
+An input of 20+ rows of which more than `max_hit_fraction` (0.5) are hits is itself a benchmark split: the
+step raises a RecipeError saying so instead of letting the build finish with (almost) no rows.
 The benchmark n-gram index is cached in `<work_dir>/decontaminate-index/<key>/`, keyed by the benchmark
 files' path, mtime and size and by `ngram` / `max_item_frequency`, so later builds skip parsing them.
 """
@@ -39,74 +41,28 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from curate.benchsets import BENCHMARKS, GROUPS, Benchmark, expand, file_key, load_benchmark
+from curate.benchsets import BENCHMARKS, Benchmark, BenchSelection, file_key, load_benchmark
 from curate.errors import RecipeError
-from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
+from curate.steps import BuildContext, Step, StepResult, register, split_by
 from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_expr, tokenize
 
 REASON = "benchmark_overlap"
 
 
-class ExtraBenchmark(StepParams):
-    format: str  # source adapter that reads it (medqa, medmcqa, pubmedqa, mmlu, headqa, generic ...)
-    path: str  # file, folder or glob
-
-
-class DecontaminateParams(StepParams):
-    benchmarks: list[str] | Literal["all"] = "all"  # set names (or `mmlu_medical_test` for the six MMLU sets)
-    root: str | None = None  # folder laid out like ../shared/data; default $MEDCURATE_BENCHMARKS
-    paths: dict[str, str] = Field(default_factory=dict)  # per-benchmark file, folder or glob
-    extra: dict[str, ExtraBenchmark] = Field(default_factory=dict)  # the user's own sets, checked as well
-    pack: bool = True  # use the shipped benchmark pack for sets not found under `paths` / `root`
-    hub: bool = False  # allow loading benchmarks that are not found locally from the Hub
+class DecontaminateParams(BenchSelection):
     ngram: int = Field(13, ge=3, le=50)
     min_overlap: float = Field(0.5, gt=0.0, le=1.0)
     min_short_tokens: int = Field(4, ge=1)
     min_option_overlap: float = Field(0.5, gt=0.0, le=1.0)  # same-question rule: Jaccard of option sets
     max_item_frequency: int = Field(20, ge=1)
     strict: bool = False  # fail the build when a requested benchmark cannot be found
-
-    @field_validator("benchmarks")
-    @classmethod
-    def _known(cls, value: list[str] | str) -> list[str] | str:
-        if isinstance(value, list):
-            unknown = [b for b in value if b not in BENCHMARKS and b not in GROUPS]
-            if unknown:
-                raise ValueError(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)} "
-                                 "(add your own with `extra:`)")
-        return value
-
-    @field_validator("extra")
-    @classmethod
-    def _new_names(cls, value: dict[str, ExtraBenchmark]) -> dict[str, ExtraBenchmark]:
-        clash = [b for b in value if b in BENCHMARKS or b in GROUPS]
-        if clash:
-            raise ValueError(f"extra benchmark(s) {clash} reuse a built-in name: override those with `paths:`")
-        return value
-
-    def sets(self) -> dict[str, Benchmark | None]:
-        """The sets to check, by name: None for a built-in set, the description of an `extra` one."""
-        names = list(BENCHMARKS) if self.benchmarks == "all" else expand(list(self.benchmarks))
-        out: dict[str, Benchmark | None] = dict.fromkeys(names)
-        out.update({n: Benchmark(n, e.format, ()) for n, e in self.extra.items()})
-        return out
-
-    def path_of(self, name: str) -> str | None:
-        return self.extra[name].path if name in self.extra else self.paths.get(name)
-
-    @field_validator("paths")
-    @classmethod
-    def _known_paths(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = [b for b in value if b not in BENCHMARKS]
-        if unknown:
-            raise ValueError(f"unknown benchmark(s) in paths {unknown}; known: {sorted(BENCHMARKS)}")
-        return value
+    max_hit_fraction: float | None = Field(0.5, gt=0.0, le=1.0)  # more hits than this: the input IS a benchmark
 
 
 def _texts(frame: pl.DataFrame) -> pl.DataFrame:
@@ -142,8 +98,8 @@ class Decontaminate(Step):
         if missing and p.strict:
             raise RecipeError(
                 f"decontaminate: benchmark(s) not found: {', '.join(b.name for b in missing)}",
-                hint="set `root:` (or $MEDCURATE_BENCHMARKS) to a folder laid out like shared/data, "
-                     "give `paths: {name: file}`, or `hub: true`",
+                hint="keep the shipped pack on (`pack: true`), set `root:` (or $MEDCURATE_BENCHMARKS) to a "
+                     "folder laid out like shared/data, give `paths: {name: file}`, or `hub: true`",
             )
         best = _match(frame, index, p)
         tagged = frame.with_columns(
@@ -163,6 +119,7 @@ class Decontaminate(Step):
         hits = rejected.group_by("_bench").len() if rejected.height else pl.DataFrame(
             schema={"_bench": pl.Utf8, "len": pl.UInt32})
         hit_counts = dict(zip(hits["_bench"].to_list(), hits["len"].to_list(), strict=True))
+        _refuse_benchmark_input(frame.height, hit_counts, p.max_hit_fraction)
         table: dict[str, dict[str, Any]] = {}
         for b in found:
             checked = frame.height if b.found else 0
@@ -184,6 +141,22 @@ class Decontaminate(Step):
             "short_items_skipped": best["short_skipped"],
         }
         return StepResult(kept.drop(helper), rejected.drop(helper), scores=scores, stats=stats)
+
+
+def _refuse_benchmark_input(rows: int, hit_counts: dict[str, int], max_fraction: float | None) -> None:
+    """A build whose input is itself mostly a benchmark split fails here, saying so, rather than finishing
+    with (almost) zero rows. Inputs under 20 rows are not judged (a handful of planted leaks is a test)."""
+    hits = sum(hit_counts.values())
+    if max_fraction is None or rows < 20 or hits <= max_fraction * rows:
+        return
+    top = ", ".join(f"{b}: {n:,}" for b, n in sorted(hit_counts.items(), key=lambda kv: -kv[1])[:3])
+    raise RecipeError(
+        f"decontaminate: {hits:,} of {rows:,} input rows ({hits / rows:.0%}) are benchmark test items ({top}); "
+        "the input looks like a benchmark split, not training data, and decontamination would remove it",
+        hint="train on a training split (e.g. MedQA train), not a benchmark's test/dev split; to build an "
+             "evaluation set drop `decontaminate` from the recipe; to keep going anyway set "
+             "`decontaminate: {max_hit_fraction: null}`",
+    )
 
 
 @dataclass

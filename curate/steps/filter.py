@@ -15,13 +15,25 @@ characters after trimming. The answer text of an MCQ row is its gold option's te
 | placeholder_option     | drop_placeholders: an option is empty, "-", "...", "n/a", "null", "tbd", "option a", ... |
 | all_of_the_above       | drop_all_of_the_above: an option like "all of the above", "both a and b", "none of these" |
 | low_judge_score / missing_judge_score | min_judge_score (when a `judge_score` column exists) |
+| bottom_percentile      | drop_bottom (+ drop_bottom_by, default `evol_score`): see below |
+
+Percentile rule (`drop_bottom: 0.10`): applied last, to the rows that passed every other rule. They are
+ranked by the `drop_bottom_by` column ascending (a missing value ranks lowest), ties broken by `id`
+ascending (the content hash: deterministic and independent of row order), and exactly
+floor(fraction x rows) of the lowest are rejected, so rows with the same score as the cut may fall on
+either side of it by id. The cut is in `stats.drop_bottom` (the highest dropped and lowest kept value)
+and in the report, with the column's histogram and how many rows each bin lost.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import polars as pl
 from pydantic import Field
 
+from curate.errors import RecipeError
 from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
 from curate.textnorm import answer_texts, norm_expr
 
@@ -51,6 +63,8 @@ class FilterParams(StepParams):
     drop_placeholders: bool = False
     drop_all_of_the_above: bool = False
     min_judge_score: float | None = None
+    drop_bottom: float | None = Field(None, gt=0.0, lt=1.0)  # fraction of the lowest-scored rows to drop
+    drop_bottom_by: str = "evol_score"  # any numeric score column, e.g. complexity_score, judge_score
 
 
 def _len(col: str) -> pl.Expr:
@@ -120,13 +134,24 @@ def _first_match(texts: pl.Expr, hits: pl.Expr) -> pl.Expr:
 class Filter(Step):
     name = "filter"
     scope = "row"
-    description = "length, option and heuristic rules; judge-score threshold"
+    description = "length, option and heuristic rules; judge-score threshold; drop_bottom percentile cut"
     Params = FilterParams
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        if self.params.drop_bottom is not None:  # a percentile needs every row at once: never per shard/batch
+            self.scope = "global"
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p: FilterParams = self.params  # type: ignore[assignment]
         rules = _rules(p, "judge_score" in frame.columns)
         enabled = [r for r, _, _ in rules]
+        if p.drop_bottom is not None:
+            return percentile_cut(self._apply_rules(frame, rules, enabled, p), p)
+        return self._apply_rules(frame, rules, enabled, p)
+
+    @staticmethod
+    def _apply_rules(frame: pl.DataFrame, rules: list, enabled: list[str], p: FilterParams) -> StepResult:
         if not rules:
             kept, rejected = split_by(frame, pl.lit(None, dtype=pl.Utf8))
             return StepResult(kept, rejected, stats={"rules": [], "rejected": {}})
@@ -141,3 +166,52 @@ class Filter(Step):
         stats = {"rules": enabled, "params": p.model_dump(exclude_defaults=True),
                  "rejected": {} if counts is None else {str(k): int(v) for k, v in counts.iter_rows()}}
         return StepResult(kept.drop("_answer_text"), rejected.drop("_answer_text"), stats=stats)
+
+
+def percentile_cut(res: StepResult, p: FilterParams) -> StepResult:
+    """Drop exactly floor(drop_bottom x rows) of the rows that passed the rules, lowest `drop_bottom_by`
+    first (missing values lowest, ties by `id`); stats and a report table say where the cut fell."""
+    by, frame = p.drop_bottom_by, res.kept
+    if by not in frame.columns:
+        raise RecipeError(f"filter: drop_bottom needs a `{by}` column, which the rows do not have",
+                          hint="put a `score` step (or the step that adds it) before `filter`, or set "
+                               "`drop_bottom_by` to an existing score column")
+    n_drop = int(math.floor(p.drop_bottom * frame.height + 1e-9))
+    order = frame.with_row_index("_pos").sort([pl.col(by).is_not_null(), by, "id"])
+    mask = np.zeros(frame.height, dtype=bool)
+    mask[order["_pos"].head(n_drop).to_numpy()] = True
+    is_drop = pl.lit(pl.Series(mask))
+    fraction = f"{p.drop_bottom:g}"
+    kept, rejected = split_by(frame, pl.when(is_drop).then(pl.lit("bottom_percentile")),
+                              pl.format(f"{by} {{}} in the bottom {fraction} (cut at {{}})", pl.col(by),
+                                        pl.lit(None if not n_drop else order[by][n_drop - 1])))
+    cut = order[by][n_drop - 1] if n_drop else None
+    above = order[by][n_drop] if n_drop < order.height else None
+    info = {"by": by, "fraction": p.drop_bottom, "rows_ranked": frame.height, "dropped": n_drop,
+            "cut": cut, "lowest_kept": above,
+            "ties_at_cut_kept": int((kept[by] == cut).sum()) if cut is not None else 0,
+            "tie_rule": "lowest first, missing lowest, ties by id ascending"}
+    stats = dict(res.stats, drop_bottom=info)
+    stats["rejected"] = dict(stats.get("rejected") or {}, **({"bottom_percentile": n_drop} if n_drop else {}))
+    stats["report_tables"] = [_cut_table(frame[by], rejected[by], info)]
+    return StepResult(kept, pl.concat([res.rejected, rejected], how="diagonal_relaxed"), stats=stats)
+
+
+def _cut_table(values: pl.Series, dropped: pl.Series, info: dict) -> dict:
+    """The score's histogram (10 equal bins over its range) with the rows each bin lost to the cut."""
+    v = values.drop_nulls()
+    lo, hi = (float(v.min()), float(v.max())) if v.len() else (0.0, 0.0)
+    width = (hi - lo) / 10 or 1.0
+    rows = []
+    for i in range(10):
+        a, b = lo + i * width, lo + (i + 1) * width
+        inside = (v >= a) & ((v <= b) if i == 9 else (v < b))
+        gone = (dropped >= a) & ((dropped <= b) if i == 9 else (dropped < b))
+        mark = "<- cut" if info["cut"] is not None and a <= info["cut"] < b + (1e-12 if i == 9 else 0) else ""
+        rows.append([f"[{a:.3g}, {b:.3g}{']' if i == 9 else ')'}", int(inside.sum()), int(gone.fill_null(False).sum()),
+                     mark])
+    if values.null_count():
+        rows.insert(0, ["missing", 0, int(dropped.null_count()), ""])
+    title = (f"Quality cut: bottom {info['fraction']:g} by {info['by']} ({info['dropped']} of "
+             f"{info['rows_ranked']} rows; cut at {info['cut']}, lowest kept {info['lowest_kept']})")
+    return {"title": title, "header": ["bin", "rows", "dropped", ""], "rows": rows}
