@@ -279,6 +279,17 @@ def test_eval_tiny_sft_checkpoint_through_lm_eval_hf(work, train_data, write_con
     result, out = _cli("compare", "out/tiny", "out/ll")  # the dataset version each score was bought with
     assert result.exit_code == 0 and out.count("`local/demo@v1.0.0`") == 2, out
 
+    # the same model served: `lineage` names its training output, whose card gains the sc-cot scores too
+    with ScriptedServer() as srv:
+        result, out = _cli("eval", str(cfg), "--base-url", srv.url, "--model", "tiny", "--scheme", "sc-cot",
+                           "--limit", "1", "--output", "out/served", "--set", f"lineage={ckpt}",
+                           "--set", "sc_cot.samples=1")
+    assert result.exit_code == 0, out
+    served = json.loads((work / "out/served/eval.json").read_text())
+    assert served["datasets"] == res["datasets"] and served["lineage"] == str(ckpt)
+    card = (ckpt / "README.md").read_text()
+    assert "### zero-shot (`--limit 12`" in card and "### sc-cot (`--limit 1`" in card
+
 
 def test_multimedqa_sets_from_the_pack_match_the_original_files(data_dir):
     counts = {b: load_set(b).height for b in MULTIMEDQA}
