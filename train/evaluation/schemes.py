@@ -111,8 +111,8 @@ def _relabel(row: dict[str, Any], order: list[int]) -> tuple[list[dict[str, Any]
 # -------------------------------------------------------------------------------------------------- runs
 
 
-async def _vote(client: TeacherClient, calls: list[tuple[list[dict[str, str]], dict[str, Any], Any]],
-                row: dict[str, Any]) -> tuple[str | None, list[str | None], int]:
+async def _vote(client: TeacherClient, calls: list[tuple[list[dict[str, str]], dict[str, Any], Any]]
+                ) -> tuple[str | None, list[str | None], int]:
     """Send a question's calls; (majority answer, each call's answer, failed calls)."""
 
     async def one(messages: list[dict[str, str]], params: dict[str, Any], decode: Any) -> str | None:
@@ -165,7 +165,7 @@ def run_scheme(cfg: EvalRunConfig, sets: dict[str, pl.DataFrame], cache_dir: Pat
 
     async def go(cache: CallCache) -> tuple[list[Any], dict[str, Any]]:
         async with TeacherClient(profile(cfg), cache, seed=cfg.seed) as client:
-            out = await asyncio.gather(*(_vote(client, calls, row) for _, row, calls in jobs))
+            out = await asyncio.gather(*(_vote(client, calls) for _, _, calls in jobs))
             return out, client.stats.as_dict()
 
     with CallCache(cache_dir / CACHE_FILE) as cache:
