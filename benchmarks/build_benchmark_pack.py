@@ -15,7 +15,6 @@ test split is), HEAD-QA dev (held out) and the MMLU dev/val splits (held out / n
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from curate.fsutil import sha256_file  # noqa: E402
 from curate.recipe import SourceSpec  # noqa: E402
 from curate.record import SCHEMA  # noqa: E402
 from curate.sources import read_source  # noqa: E402
@@ -64,14 +64,6 @@ SETS: tuple[SetSpec, ...] = (
             "MIT, subject to the reuse conditions in README.HEAD_EN.txt",
             ("headqa/LICENSE.HEAD-QA", "headqa/README.HEAD_EN.txt")),
 )
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def source_files(data: Path, spec: SetSpec) -> list[Path]:
@@ -114,8 +106,8 @@ def build_set(data: Path, out: Path, spec: SetSpec):
         "name": spec.name, "benchmark": spec.benchmark, "split": spec.split, "rows": frame.height,
         "labelled": int(frame["answer"].is_not_null().sum()), "version": spec.version, "license": spec.license,
         "license_files": [f"licenses/{Path(f).name}" for f in spec.license_files],
-        "file": target.name, "sha256": sha256(target),
-        "sources": [{"path": f.relative_to(data).as_posix(), "sha256": sha256(f)} for f in files],
+        "file": target.name, "sha256": sha256_file(target),
+        "sources": [{"path": f.relative_to(data).as_posix(), "sha256": sha256_file(f)} for f in files],
     }
 
 

@@ -177,6 +177,7 @@ class BenchIndex:
 
 INDEX_VERSION = 1
 _INDEX_CACHE: dict[str, BenchIndex] = {}
+_WHERE_CACHE: dict[str, dict[str, str | None]] = {}  # digest -> {set: where it was read from}
 
 
 def bench_index(sets: dict[str, Benchmark | None], p: DecontaminateParams, work_dir: Path | None
@@ -199,7 +200,7 @@ def bench_index(sets: dict[str, Benchmark | None], p: DecontaminateParams, work_
         index = BenchIndex(*(pl.read_parquet(folder / f"{part}.parquet") for part in ("items", "grams", "denom")))
     if index is not None and not remote:
         meta = json.loads((folder / "meta.json").read_text()) if folder and (folder / "meta.json").is_file() \
-            else {"found": {}}
+            else {"found": _WHERE_CACHE.get(digest, {})}  # from memory: another build's work dir wrote it
         counts = dict(index.items.group_by("bench").len().iter_rows())
         found = [Found(n, True, int(counts.get(n, 0)), meta["found"].get(n)) if n in local
                  else Found(n, False, note=load_benchmark(n, **src[n]).note)
@@ -213,6 +214,7 @@ def bench_index(sets: dict[str, Benchmark | None], p: DecontaminateParams, work_
         return None, found
     index = _build_index(frames, p)
     _INDEX_CACHE[digest] = index
+    _WHERE_CACHE[digest] = {f.name: f.where for f in found if f.found}
     if folder is not None and not remote:
         tmp = folder.with_name(folder.name + f".tmp-{os.getpid()}")
         try:  # written aside and renamed: a killed build never leaves a half-written index
