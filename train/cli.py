@@ -1,4 +1,4 @@
-"""`train` command line: `train sft|merge|dpo CONFIG.yaml [--set key=value ...]`."""
+"""`train` command line: `train sft|merge|dpo|eval CONFIG.yaml [--set key=value ...]`, `train compare`."""
 
 from __future__ import annotations
 
@@ -80,6 +80,55 @@ def merge(config: Path = typer.Argument(..., help="Merge config YAML, e.g. recip
         from train.merge import run_merge
 
         _done("merge", run_merge(cfg, origin=str(config)))
+    except MedcurateError as err:
+        _fail(err)
+
+
+@app.command("eval")
+def eval_(config: Path = typer.Argument(..., help="Eval config YAML, e.g. recipes/train/eval-multimedqa.yaml"),
+          base_url: str = typer.Option(None, "--base-url", help="Served model: OpenAI-compatible base URL (.../v1)."),
+          model: str = typer.Option(None, "--model", help="Served model name (with --base-url)."),
+          checkpoint: str = typer.Option(None, "--checkpoint", help="Local model folder (a train output)."),
+          scheme: str = typer.Option(None, "--scheme", help="zero-shot | sc-cot | medprompt"),
+          limit: int = typer.Option(None, "--limit", help="First N questions of each benchmark."),
+          output: str = typer.Option(None, "--output", help="Output folder (eval.json)."),
+          set_: list[str] = _SET) -> None:
+    """Score a model on the benchmark pack (MultiMedQA): lm-eval zero-shot, sc-cot or medprompt."""
+    try:
+        import train.evaluation.config  # noqa: F401 - registers the `eval` config type
+        from train.evaluation.run import run_eval
+
+        flags: dict[str, object] = {"scheme": scheme, "limit": limit, "output_dir": output}
+        if base_url or model:  # a model on the command line replaces the config's, served or local
+            flags |= {"base_url": base_url or "null", "model": model or "null", "checkpoint": "null"}
+        if checkpoint:
+            flags |= {"checkpoint": checkpoint, "base_url": "null", "model": "null"}
+        cfg = _load("eval", config, [f"{k}={v}" for k, v in flags.items() if v is not None] + (set_ or []))
+        result = run_eval(cfg, origin=str(config))
+        from train.evaluation.report import compare_markdown
+
+        typer.echo(compare_markdown([result]))
+        typer.secho(f"eval: wrote {Path(cfg.output_dir) / 'eval.json'}"
+                    + (f" (model card: {result['card']})" if result.get("card") else ""), fg=typer.colors.GREEN)
+    except MedcurateError as err:
+        _fail(err)
+
+
+@app.command()
+def compare(results: list[Path] = typer.Argument(..., help="`train eval` output folders or eval.json files"),
+            json_: bool = typer.Option(False, "--json", help="Print JSON instead of a Markdown table.")) -> None:
+    """One table across evaluated models, with the dataset versions each was trained on."""
+    try:
+        import json
+
+        from train.evaluation.report import compare_markdown, compare_rows, read_result
+
+        loaded = [read_result(p) for p in results]
+        if json_:
+            benches, rows = compare_rows(loaded)
+            typer.echo(json.dumps({"benchmarks": benches, "models": rows}, indent=2))
+        else:
+            typer.echo(compare_markdown(loaded))
     except MedcurateError as err:
         _fail(err)
 
