@@ -13,7 +13,9 @@
 #
 # Env: PY (python), DATA (../shared/data), PORT (8011), SHAPE (1b|tiny), DEVICE (cuda|cpu), EVAL_LIMIT (200),
 # SC_LIMIT (50), COT_LIMIT (2000), CONCURRENCY (256), MAX_NUM_SEQS (256), MAX_TOKENS (256), KEEP=1 keeps
-# the work folder.
+# the work folder, PHASE_TIMEOUT (s, 0 = none: a phase past it is stopped, recorded as timed out, and the next
+# phase runs), SERVE_ARGS (extra `transformers serve` flags; default --continuous-batching on cuda, since
+# without it transformers serve generates one request at a time).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +31,11 @@ COT_LIMIT="${COT_LIMIT:-2000}"
 CONCURRENCY="${CONCURRENCY:-256}"
 MAX_NUM_SEQS="${MAX_NUM_SEQS:-256}"  # vLLM's running-batch cap; saturated = at the cap or requests queued
 MAX_TOKENS="${MAX_TOKENS:-256}"
+PHASE_TIMEOUT="${PHASE_TIMEOUT:-0}"
+# continuous batching sizes its KV cache from free memory: on cuda capped at 30% of the GPU; never on cpu
+# (there it took 19 GB of host RAM for a 2-layer model and was OOM-killed)
+if [ "$DEVICE" = cuda ]; then SERVE_ARGS="${SERVE_ARGS---continuous-batching --cb-max-memory-percent 0.3}"
+else SERVE_ARGS="${SERVE_ARGS:-}"; fi
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu-eval-check.XXXXXX")"
 MODEL_DIR="$WORK/model"
 NAME="rand-llama-$SHAPE"
@@ -40,14 +47,15 @@ SAMPLER_PID=""
 
 cleanup() {
   [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null || true
-  if [ -n "$SERVER_PID" ]; then  # TERM, then KILL after 15 s (uvicorn waits for open generations)
-    kill "$SERVER_PID" 2>/dev/null || true
+  if [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; then
+    # transformers serve can hang in shutdown ("Waiting for background tasks to complete"): 15 s, then SIGKILL
     for _ in $(seq 1 15); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 1; done
     kill -9 "$SERVER_PID" 2>/dev/null || true
   fi
   if [ "${KEEP:-0}" = 1 ]; then echo "work folder kept: $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT  # a stopped check still stops its server (cleanup)
 
 echo "== building a random-init Llama ($SHAPE) in $MODEL_DIR (no download)"
 "$PY" - "$MODEL_DIR" "$SHAPE" <<'PY'
@@ -88,12 +96,35 @@ else
   SERVER="transformers serve"
   TRANSFORMERS_BIN="$(dirname "$(command -v "$PY")")/transformers"
   [ -x "$TRANSFORMERS_BIN" ] || TRANSFORMERS_BIN=transformers
-  "$TRANSFORMERS_BIN" serve "$MODEL_DIR" --host 127.0.0.1 --port "$PORT" --device "$DEVICE" \
+  # transformers serve (5.17) lists GET /v1/models from the HF cache alone, and synth's client refuses a model
+  # the server does not list: the model goes into a private HF cache (hard links) and is served by repo id
+  export HF_HUB_CACHE="$WORK/hf-hub"
+  NAME="medcurate/rand-llama-$SHAPE"
+  "$PY" - "$MODEL_DIR" "$HF_HUB_CACHE" "$NAME" <<'PY'
+import os, shutil, sys
+from pathlib import Path
+src, cache, repo = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+root, rev = cache / ("models--" + repo.replace("/", "--")), "0" * 40
+snap = root / "snapshots" / rev
+for d in (root / "blobs", snap, root / "refs"):
+    d.mkdir(parents=True, exist_ok=True)
+(root / "refs" / "main").write_text(rev)
+for i, f in enumerate(sorted(src.iterdir())):
+    blob = root / "blobs" / f"{i:040d}"
+    try:
+        os.link(f, blob)
+    except OSError:
+        shutil.copyfile(f, blob)
+    (snap / f.name).symlink_to(os.path.relpath(blob, snap))
+print(f"model in the HF cache {cache} as {repo}")
+PY
+  # shellcheck disable=SC2086
+  "$TRANSFORMERS_BIN" serve "$NAME" --host 127.0.0.1 --port "$PORT" --device "$DEVICE" $SERVE_ARGS \
     >"$WORK/server.log" 2>&1 &
-  NAME="$MODEL_DIR"  # transformers serve names the model by its path
 fi
 SERVER_PID=$!
-echo "== serving with $SERVER (pid $SERVER_PID), log $WORK/server.log"
+echo "$SERVER_PID" >"$WORK/server.pid"
+echo "== serving with $SERVER ${SERVE_ARGS:-} (pid $SERVER_PID), log $WORK/server.log"
 for _ in $(seq 1 600); do
   if curl -sf "$URL/v1/models" >/dev/null 2>&1 || curl -sf "$URL/health" >/dev/null 2>&1; then break; fi
   kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited"; tail -50 "$WORK/server.log"; exit 1; }
@@ -101,10 +132,41 @@ for _ in $(seq 1 600); do
 done
 curl -sf "$URL/v1/models" >/dev/null 2>&1 || curl -sf "$URL/health" >/dev/null || { echo "server not ready"; exit 1; }
 
+warmup() {  # one short chat request (also the first CUDA work); exit status 0 when the server answered it
+  "$PY" - "$URL" "$NAME" <<'PY'
+import json, sys, time, urllib.request
+url, name = sys.argv[1:3]
+body = json.dumps({"model": name, "max_tokens": 8, "messages": [{"role": "user", "content": "Hello"}]}).encode()
+req = urllib.request.Request(f"{url}/v1/chat/completions", body, {"Content-Type": "application/json"})
+t = time.time()
+doc = json.loads(urllib.request.urlopen(req, timeout=120).read())
+print(f"warm-up request: {time.time() - t:.1f} s, usage {doc.get('usage')}")
+PY
+}
+if ! warmup; then
+  if [ "$SERVER" = "transformers serve" ] && [ -n "$SERVE_ARGS" ]; then
+    echo "warm-up failed with '$SERVE_ARGS'; restarting transformers serve without it"; tail -30 "$WORK/server.log"
+    kill -9 "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVE_ARGS=""
+    "$TRANSFORMERS_BIN" serve "$NAME" --host 127.0.0.1 --port "$PORT" --device "$DEVICE" \
+      >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!; echo "$SERVER_PID" >"$WORK/server.pid"
+    for _ in $(seq 1 300); do
+      curl -sf "$URL/v1/models" >/dev/null 2>&1 || curl -sf "$URL/health" >/dev/null 2>&1 && break; sleep 1
+    done
+    warmup || { echo "warm-up failed"; tail -50 "$WORK/server.log"; exit 1; }
+  else
+    echo "warm-up failed"; tail -50 "$WORK/server.log"; exit 1
+  fi
+fi
+
 # vLLM's Prometheus counters and gauges, summed over label sets: one JSON object per call
 metrics() {
   local text
-  text="$(curl -sf "$URL/metrics" 2>/dev/null)" || { echo '{}'; return; }
+  if ! text="$(curl -sf "$URL/metrics" 2>/dev/null)"; then  # transformers serve: GPU busy % as a proxy
+    text="$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits 2>/dev/null | head -1)" \
+      && [ -n "$text" ] && echo "{\"gpu_util\": $text}" || echo '{}'
+    return
+  fi
   printf '%s\n' "$text" | "$PY" -c '
 import json, re, sys
 want = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:request_success_total",
@@ -129,18 +191,28 @@ phase() {  # phase NAME CLIENT_STATS_JSON_PATH(or -) COMMAND...
   before="$(metrics)"
   sampler "$name" & SAMPLER_PID=$!
   t0="$(date +%s.%N)"
-  "$@" >"$WORK/$name.log" 2>&1 || { echo "$name failed"; tail -40 "$WORK/$name.log"; exit 1; }
+  local rc=0
+  if [ "$PHASE_TIMEOUT" -gt 0 ]; then timeout "$PHASE_TIMEOUT" "$@" >"$WORK/$name.log" 2>&1 || rc=$?
+  else "$@" >"$WORK/$name.log" 2>&1 || rc=$?; fi
   t1="$(date +%s.%N)"
+  if [ "$rc" != 0 ]; then
+    echo "$name failed (exit $rc$([ "$rc" = 124 ] && echo ", timed out after ${PHASE_TIMEOUT}s"))"
+    tail -40 "$WORK/$name.log"
+  fi
   kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
   after="$(metrics)"
-  "$PY" - "$name" "$t0" "$t1" "$before" "$after" "$WORK/samples-$name.jsonl" "$stats" "$MAX_NUM_SEQS" \
-    >>"$RESULTS" <<'PY'
+  "$PY" - "$name" "$t0" "$t1" "$before" "$after" "$WORK/samples-$name.jsonl" "$stats" "$MAX_NUM_SEQS" "$rc" \
+    "$WORK/$name.log" >>"$RESULTS" <<'PY'
 import json, sys
 from pathlib import Path
-name, t0, t1, before, after, samples, stats, cap = sys.argv[1:9]
+name, t0, t1, before, after, samples, stats, cap, rc, log = sys.argv[1:11]
 wall = float(t1) - float(t0)
 b, a = json.loads(before or "{}"), json.loads(after or "{}")
-row = {"phase": name, "wall_s": round(wall, 1)}
+row = {"phase": name, "wall_s": round(wall, 1), "exit": int(rc)}
+lines = [json.loads(x) for x in Path(samples).read_text().splitlines() if x.strip()] if Path(samples).exists() else []
+util = [x["gpu_util"] for x in lines if "gpu_util" in x]
+if util:  # no queue metrics (transformers serve): share of 1 s samples with the GPU busy >= 90%
+    row.update(mean_gpu_util=round(sum(util) / len(util), 1), gpu_busy_share=round(sum(u >= 90 for u in util) / len(util), 2))
 if "vllm:request_success_total" in a:
     row["requests"] = a["vllm:request_success_total"] - b.get("vllm:request_success_total", 0)
     row["output_tokens"] = a["vllm:generation_tokens_total"] - b.get("vllm:generation_tokens_total", 0)
@@ -161,6 +233,30 @@ elif stats != "-" and Path(stats).is_file():
     row["requests"] = client.get("requests", sum(b["questions"] for b in doc.get("benchmarks", {}).values()))
     row["output_tokens"] = client.get("completion_tokens")
     row["source"] = "client"
+    work = Path(stats).parent.parent
+    dbs = list((work / "cache").glob("lm-eval-*.db"))
+    if row["output_tokens"] is None and dbs:  # lm-eval keeps the replies (text): re-tokenise them to count
+        import pickle, sqlite3
+        from transformers import AutoTokenizer
+        tok = AutoTokenizer.from_pretrained(work / "model")
+        texts = [pickle.loads(v) for db in dbs for (v,) in sqlite3.connect(db).execute("SELECT value FROM unnamed")]
+        texts = [t for t in texts if isinstance(t, str)]
+        cap_tokens = (doc.get("params") or {}).get("max_tokens") or 10**9  # re-tokenising garbage can overcount
+        row["output_tokens"] = sum(min(len(tok(t, add_special_tokens=False)["input_ids"]), cap_tokens) for t in texts)
+        row["source"] = "client (lm-eval replies re-tokenised)"
+if row.get("requests") is None or row.get("output_tokens") is None:
+    # synth's call cache (sc-cot, medprompt, curate build): the calls this phase completed, by their time
+    # stamps; it also counts a phase stopped by PHASE_TIMEOUT, whose eval.json was never written
+    import os, sqlite3
+    cache = os.environ.get("MEDCURATE_TEACHER_CACHE", "")
+    if cache and Path(cache).is_file():
+        con = sqlite3.connect(f"file:{cache}?mode=ro", uri=True)
+        got = [json.loads(r) for (r,) in con.execute(
+            "SELECT response FROM calls WHERE created BETWEEN ? AND ?", (float(t0), float(t1)))]
+        if got:
+            row["requests"] = len(got)
+            row["output_tokens"] = sum((g.get("usage") or {}).get("completion_tokens") or 0 for g in got)
+            row["source"] = "client (call cache)"
 if row.get("requests") is not None:
     row["requests_per_s"] = round(row["requests"] / wall, 2)
 if row.get("output_tokens") is not None:
@@ -180,19 +276,25 @@ phase medqa-cot - "$PY" -m curate.cli build medqa-cot --quiet \
   --teacher-url "$URL/v1" --teacher-model "$NAME"
 
 echo
-echo "== results ($SERVER, model $SHAPE, concurrency $CONCURRENCY)"
+echo "== results ($SERVER ${SERVE_ARGS:-}, model $SHAPE, concurrency $CONCURRENCY, max_tokens $MAX_TOKENS)"
 "$PY" - "$RESULTS" <<'PY'
 import json, sys
 rows = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
-cols = ["phase", "wall_s", "requests", "requests_per_s", "output_tokens", "output_tokens_per_s",
-        "mean_running", "max_running", "mean_waiting", "saturated_share", "source"]
+cols = ["phase", "exit", "wall_s", "requests", "requests_per_s", "output_tokens", "output_tokens_per_s",
+        "mean_running", "max_running", "mean_waiting", "saturated_share", "mean_gpu_util", "gpu_busy_share",
+        "source"]
 print("| " + " | ".join(cols) + " |")
 print("|" + "---|" * len(cols))
 for r in rows:
     print("| " + " | ".join(str(r.get(c, "n/a")) for c in cols) + " |")
 for r in rows:
-    share = r.get("saturated_share")
-    verdict = ("unknown (no server metrics)" if share is None else
-               "yes" if share >= 0.8 else f"no (saturated {share:.0%} of the time)")
+    share, gpu = r.get("saturated_share"), r.get("gpu_busy_share")
+    if share is not None:
+        verdict = "yes" if share >= 0.8 else f"no (saturated {share:.0%} of the time)"
+    elif gpu is not None:  # proxy: a client that keeps the server fed keeps its GPU busy
+        verdict = (f"yes by GPU utilisation (busy >= 90% in {gpu:.0%} of 1 s samples)" if gpu >= 0.8 else
+                   f"no by GPU utilisation (busy >= 90% in {gpu:.0%} of 1 s samples, mean {r['mean_gpu_util']}%)")
+    else:
+        verdict = "unknown (no server metrics, no nvidia-smi)"
     print(f"{r['phase']}: client kept the server saturated: {verdict}")
 PY
