@@ -1,0 +1,129 @@
+"""Stages 1-2: read every source in batches and spill them; ingest across sources on compact keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import MedcurateError, ReconciliationError
+from curate.record import conform
+from curate.runner.accounting import reasons
+from curate.runner.state import RunDir, parts, read_parts, rows_in, unified, write_part
+
+INGEST = "ingest"
+
+
+class _Batches:
+    """`read_source` behind the streaming interface of issue 12a's `open_source`: iterate for
+    (frame, rejected) batches; `info` is complete once iteration ends."""
+
+    def __init__(self, spec: Any, *, base_dir: Path, limit: int | None, path_override: str | None,
+                 batch_rows: int):
+        self.args = dict(base_dir=base_dir, limit=limit, path_override=path_override)
+        self.spec, self.batch_rows = spec, batch_rows
+        self.info: dict[str, Any] = {}
+
+    def __iter__(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        from curate.sources import read_source
+
+        data = read_source(self.spec, **self.args)
+        self.info = data.info
+        n = max(data.frame.height, data.rejected.height, 1)
+        for i in range(0, n, self.batch_rows):
+            yield data.frame.slice(i, self.batch_rows), data.rejected.slice(i, self.batch_rows)
+
+
+def stream_source(spec: Any, *, base_dir: Path, limit: int | None, path_override: str | None,
+                  batch_rows: int) -> Any:
+    """The one place the runner opens a source (switch to `curate.sources.open_source` in one line)."""
+    return _Batches(spec, base_dir=base_dir, limit=limit, path_override=path_override, batch_rows=batch_rows)
+
+
+def read_sources(recipe: Any, recipe_path: Path, run: RunDir, *, overrides: dict[str, str], limit: int | None,
+                 batch_rows: int, on_stage: Callable[[str, dict[str, Any]], None] | None
+                 ) -> list[dict[str, Any]]:
+    """Spill each source's conformed records (`part-*`) and reasoned rejects (`rejects-*`); return infos."""
+    infos = []
+    for spec in recipe.sources:
+        folder = run.sub("sources", spec.name)
+        info = run.done(folder)
+        if info is None:
+            info = _read_one(spec, recipe_path, folder, overrides.get(spec.name), limit, batch_rows)
+            run.mark(folder, info)
+        infos.append(info)
+        if on_stage:
+            on_stage(f"source {spec.name}", info)
+    return infos
+
+
+def _read_one(spec: Any, recipe_path: Path, folder: Path, override: str | None, limit: int | None,
+              batch_rows: int) -> dict[str, Any]:
+    for old in folder.glob("*.parquet"):  # a half-read source starts over
+        old.unlink()
+    t0 = time.perf_counter()
+    stream = stream_source(spec, base_dir=recipe_path.parent, limit=limit, path_override=override,
+                           batch_rows=batch_rows)
+    kept = rejected = 0
+    reason_counts: dict[str, int] = {}
+    for i, (frame, rej) in enumerate(stream):
+        write_part(conform(frame), folder / f"part-{i:05d}.parquet")
+        kept += frame.height
+        if rej.height:
+            rejected += rej.height
+            write_part(rej.with_columns(pl.lit(f"source-{spec.name}").alias("step")),
+                       folder / f"rejects-{i:05d}.parquet")
+            for r, n in reasons(rej).items():
+                reason_counts[r] = reason_counts.get(r, 0) + n
+    info = {**stream.info, "rows_kept": kept, "rows_rejected": rejected,
+            "seconds": round(time.perf_counter() - t0, 3)}
+    if rejected:
+        info["reasons"] = dict(sorted(reason_counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    if info["rows"] != kept + rejected:
+        raise ReconciliationError(f"source {spec.name!r}: rows {info['rows']} != parsed + rejected")
+    return info
+
+
+def ingest(recipe: Any, run: RunDir) -> tuple[list[Path], dict[str, Any]]:
+    """Concatenate the sources and reject repeats of the same content id (the first occurrence is kept).
+
+    Only (id, source, source_id) of every row is held in memory (about 60 bytes a row); the rows
+    themselves go part by part. Output parts share one schema: that of concatenating all sources."""
+    folder = run.sub("s00-" + INGEST)
+    meta = run.done(folder)
+    if meta is not None:
+        return parts(folder), meta
+    src = [p for spec in recipe.sources for p in parts(run.path / "sources" / spec.name)]
+    if sum(rows_in(src)) == 0:
+        raise MedcurateError("the sources produced no rows", hint="check the source files and --limit")
+    keys = pl.concat([pl.read_parquet(p, columns=["id", "source", "source_id"]) for p in src])
+    first = keys.with_row_index("_row").group_by("id", maintain_order=True).agg(
+        pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
+        pl.col("source_id").first().alias("_fsid"))
+    tagged = keys.with_row_index("_row").join(first, on="id", how="left", maintain_order="left")
+    dup = tagged.select(
+        (pl.col("_row") != pl.col("_first")).alias("dup"),
+        (pl.lit("same content as ") + pl.col("_fsrc") + pl.lit(":") + pl.col("_fsid").fill_null("?")).alias("detail"),
+    )
+    del keys, first, tagged
+    like, offset, n_dup = unified(src), 0, 0
+    for i, path in enumerate(src):
+        frame = read_parts([path], like=like)
+        flags = dup.slice(offset, frame.height)
+        offset += frame.height
+        mask = flags["dup"]
+        write_part(frame.filter(~mask), folder / f"part-{i:05d}.parquet")
+        if mask.any():
+            n_dup += int(mask.sum())
+            rej = frame.filter(mask).with_columns(pl.lit("duplicate_id").alias("reason"),
+                                                  flags.filter(mask)["detail"].alias("detail"),
+                                                  pl.lit(INGEST).alias("step"))
+            write_part(rej, folder / f"rejects-{i:05d}.parquet")
+    n = offset
+    meta = {"name": INGEST, "rows_in": n, "rows_kept": n - n_dup, "rows_rejected": n_dup, "seconds": 0.0,
+            "params": {}, "stats": {}, "reasons": {"duplicate_id": n_dup} if n_dup else {}}
+    run.mark(folder, meta)
+    return parts(folder), meta

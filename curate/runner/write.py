@@ -1,0 +1,130 @@
+"""Stage 5: write the build folder: output shards, rejects, scores, manifest, report and card.
+
+Everything goes into a hidden temporary folder renamed into place only when complete, so a killed
+build never leaves a folder that looks finished. Output shards are cut from the spilled parts
+`max_rows_per_shard` rows at a time, so at most one output shard is in memory; each is written exactly as
+the in-memory runner wrote `frame.slice(...)`, hence the same bytes and the same `output.sha256`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.errors import MedcurateError
+from curate.fsutil import pid_alive, sha256_file
+from curate.report import render_report
+from curate.runner.state import read_parts, rows_in, unified
+
+
+def clean_stale_tmp(base: Path) -> None:
+    """Remove temporary folders left by killed builds (their owner pid is gone)."""
+    for tmp in base.glob(".tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def final_path(base: Path, build_id: str, out: Path | None) -> Path:
+    """Where the build goes: `out` (must be empty) or `base/<build_id>` (suffixed if taken)."""
+    if out:
+        final = Path(out)
+        if final.exists() and any(final.iterdir()):
+            raise MedcurateError(f"output folder {final} exists and is not empty", hint="choose another --out")
+        return final
+    final, n = base / build_id, 1
+    while final.exists() or list(base.glob(f".tmp-{final.name}-*")):  # two builds in the same second
+        n += 1
+        final = base / f"{build_id}.{n}"
+    return final
+
+
+def output_frames(files: list[Path], max_rows: int) -> Iterator[pl.DataFrame]:
+    """The output rows in consecutive frames of `max_rows` (at least one frame, maybe empty)."""
+    like = unified(files)
+    counts = rows_in(files)
+    total = sum(counts)
+    n = max(1, -(-total // max_rows))
+    queue = list(zip(files, counts, strict=True))
+    carry = like
+    for _ in range(n):
+        while carry.height < max_rows and queue:
+            path, _count = queue.pop(0)
+            carry = pl.concat([carry, read_parts([path], like=like)], how="diagonal_relaxed")
+        carry = carry.rechunk()
+        yield carry.slice(0, max_rows)
+        carry = carry.slice(max_rows)
+
+
+def write_shards(files: list[Path], data_dir: Path, split: str, max_rows: int) -> tuple[list[Path], list[str]]:
+    """Write `data/<split>-NNNNN-of-NNNNN.parquet`; return the paths and the output columns."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    total = sum(rows_in(files))
+    n = max(1, -(-total // max_rows))
+    paths = []
+    for i, frame in enumerate(output_frames(files, max_rows)):
+        path = data_dir / f"{split}-{i:05d}-of-{n:05d}.parquet"
+        frame.write_parquet(path, compression="zstd", statistics=True)
+        paths.append(path)
+    return paths, unified(files).columns
+
+
+def write_build(final: Path, manifest: dict[str, Any], data_parts: list[Path], split: str, max_rows: int,
+                rejects: dict[str, list[Path]], scores: dict[str, list[Path]]) -> dict[str, Any]:
+    """Write everything into `.tmp-<name>-<pid>` next to `final`, then rename it; return the manifest."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(final.parent)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        files, columns = write_shards(data_parts, tmp / "data", split, max_rows)
+        stage_rejects = _side_files(tmp / "rejects", rejects)
+        stage_scores = _side_files(tmp / "scores", scores)
+        file_sha = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
+        total = hashlib.sha256()
+        for p in files:
+            total.update(bytes.fromhex(file_sha[str(p.relative_to(tmp))]))
+        manifest = {
+            "name": manifest["name"],
+            "build_id": final.name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            **{k: v for k, v in manifest.items() if k != "name"},
+            "output": {"sha256": total.hexdigest(), "files": list(file_sha), "file_sha256": file_sha,
+                       "columns": columns,
+                       "rejects": sorted(f"rejects/{s}.parquet" for s in stage_rejects),
+                       "scores": sorted(f"scores/{s}.parquet" for s in stage_scores)},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+        (tmp / "report.md").write_text(render_report(manifest, stage_rejects), encoding="utf-8")
+        if importlib.util.find_spec("curate.card"):
+            from curate.card import render_dataset_card
+
+            (tmp / "README.md").write_text(render_dataset_card(manifest, tmp), encoding="utf-8")
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _side_files(folder: Path, stages: dict[str, list[Path]]) -> dict[str, pl.DataFrame]:
+    """One `<stage>.parquet` per stage from its spilled parts (rejects or scores); returns the frames."""
+    out = {}
+    for stage, files in stages.items():
+        if not files:
+            continue
+        folder.mkdir(exist_ok=True)
+        frame = read_parts(files)
+        frame.write_parquet(folder / f"{stage}.parquet", compression="zstd")
+        out[stage] = frame
+    return out
