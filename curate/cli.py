@@ -53,11 +53,17 @@ def build(
     teacher_model: Annotated[str | None, typer.Option(help="Model name the teacher server serves.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate teacher calls and tokens; write nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    executor: Annotated[str, typer.Option(help="Where row steps run: local (in-process) or ray (pip install 'medcurate[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one).")] = None,
+    batch_rows: Annotated[int | None, typer.Option(min=1, help="Rows per spilled batch (default 50000); memory grows with it.")] = None,
 ) -> None:
     """Run a recipe: read sources, run its steps, write a build folder (data, rejects, scores, manifest, report, card)."""
     from curate.build import run_build
 
     options = {k: v for k, v in {"teacher_url": teacher_url or None, "teacher_model": teacher_model}.items() if v}
+    options.update({k: v for k, v in {"executor": executor if executor != "local" else None,
+                                      "ray_address": ray_address if executor == "ray" else None,
+                                      "batch_rows": batch_rows}.items() if v})
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
                   console=console, disable=quiet, transient=False) as bars:
