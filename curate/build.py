@@ -31,6 +31,7 @@ from curate.runner.sources import INGEST, ingest, read_sources
 from curate.runner.state import RunDir, run_key
 from curate.runner.state import parts as parts_of
 from curate.runner.state import rows_in as part_rows
+from curate.runner.tokens import count_tokens, load_tokenizer
 from curate.runner.write import final_path, write_build
 from curate.steps import BuildContext
 
@@ -100,6 +101,7 @@ def run_build(
     """
     recipe, recipe_path, recipe_sha = load_recipe(recipe_ref)
     overrides = _checked_overrides(recipe, source_overrides)
+    tokenizer = load_tokenizer(recipe.tokenizer, recipe_path.parent) if recipe.tokenizer else None  # fail fast
     opts = {**(options or {}), "dry_run": dry_run}
     batch_rows = int(opts.get("batch_rows") or DEFAULT_BATCH_ROWS)
     base = builds_root() / recipe.name
@@ -117,6 +119,8 @@ def run_build(
         rejects = {**rejects, INGEST: parts_of(run.path / f"s00-{INGEST}", "rejects-"), **done.rejects}
         manifest = _manifest(recipe, recipe_path, recipe_sha, infos, [ingest_meta, *done.metas], done.parts,
                              limit, opts, batch_rows)
+        if tokenizer is not None:
+            manifest["tokens"] = count_tokens(tokenizer, recipe.tokenizer, done.parts)
         if dry_run:
             run.remove()
             return BuildResult(path=None, manifest=manifest, estimates=done.estimates)
