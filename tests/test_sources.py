@@ -409,10 +409,17 @@ def test_unexpected_structure_is_a_reject(tmp_path: Path) -> None:
 
 
 def test_invalid_whole_json(tmp_path: Path) -> None:
-    f = write(tmp_path / "a.json", '[\n  {"question": "Q"},\n  {"question": }\n]')
+    # A bad element of a JSON array is one reject naming its line (the array is read element by
+    # element); the elements after it are still read.
+    f = write(tmp_path / "a.json", '[\n  {"question": "Q"},\n  {"question": }, \n' + json.dumps(MEDQA_ROW) + "\n]")
+    d = read("medqa", f, tmp_path)
+    assert d.frame.height == 1 and d.rejected["reason"].to_list() == ["missing_field", "malformed_json"]
+    assert d.rejected["detail"][1].startswith("line 3:") and d.rejected["raw"][1] == '{"question": }'
+    # A document whose structure is broken (here: cut short) is an error naming the line.
+    cut = write(tmp_path / "b.json", '[\n  {"question": "Q"},\n  {"question": "R"}\n')
     with pytest.raises(InputError, match="not valid JSON") as err:
-        read("medqa", f, tmp_path)
-    assert err.value.row == 3
+        read("medqa", cut, tmp_path)
+    assert err.value.row == 4
 
 
 def test_duplicate_source_ids(data_dir: Path, tmp_path: Path) -> None:

@@ -57,6 +57,9 @@ class RawRow:
     obj: Any = None
     where: str = ""  # human location, e.g. "test.jsonl line 12"
     error: Reject | None = None  # set when the row could not even be parsed
+    #: Size of the row as read, for `max_row_bytes`: UTF-8 bytes for line formats (JSON lines, CSV),
+    #: characters for elements of a JSON document; None when unknown (parquet, Hub).
+    size: int | None = None
 
     def text(self) -> str:
         if self.raw is None:
@@ -207,8 +210,12 @@ def as_int(value: Any, name: str) -> int:
 
 
 def options_from(pairs: Iterable[tuple[Any, Any]]) -> list[dict[str, str]]:
-    """Canonical options from (label, text) pairs; labels are stripped strings."""
-    return [{"label": str(k).strip(), "text": "" if v is None else str(v)} for k, v in pairs]
+    """Canonical options from (label, text) pairs; labels are stripped strings.
+
+    Called once per row: strings (the usual case) skip the `str()` call.
+    """
+    return [{"label": (k if type(k) is str else str(k)).strip(),
+             "text": v if type(v) is str else ("" if v is None else str(v))} for k, v in pairs]
 
 
 def lettered(texts: Iterable[Any]) -> list[dict[str, str]]:

@@ -7,7 +7,6 @@ raises `InputError` naming the file, the line or byte, and a fix.
 
 from __future__ import annotations
 
-import csv
 import glob
 import hashlib
 import io
@@ -25,11 +24,18 @@ import polars as pl
 from curate.errors import InputError, SourceUnavailable
 from curate.fsutil import sha256_file
 from curate.recipe import SourceSpec
-from curate.sources.base import RawRow, Reject
+from curate.sources.base import RawRow
+from curate.sources.readers import (
+    iter_csv_file,
+    iter_json_document,
+    iter_json_lines_file,
+    iter_parquet_file,
+    json_line_rows,
+    sniff_json,
+)
 
 _BOM = b"\xef\xbb\xbf"
 _GLOB = re.compile(r"[*?\[]")
-_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 # --- where the source is -------------------------------------------------------------------------
@@ -147,33 +153,30 @@ def dump(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, default=_jsonable)
 
 
-# --- JSON lines, JSON arrays ---------------------------------------------------------------------
+# --- JSON lines, JSON documents, CSV, parquet: incremental readers in `curate.sources.readers` ------
 
 def iter_json_lines(path: Path, data: bytes) -> Iterator[RawRow]:
-    """One raw row per non-blank line; bad lines become rows carrying a `Reject`."""
-    for lineno, line in enumerate(data.split(b"\n"), 1):
-        if lineno == 1:
-            line = line.removeprefix(_BOM)
-        line = line.rstrip(b"\r")
-        if not line.strip():
-            continue  # blank lines are separators, not rows
-        where = f"{path.name} line {lineno}"
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            yield RawRow(
-                raw=line.decode("utf-8", "backslashreplace"), where=where,
-                error=Reject("invalid_utf8", f"line {lineno}: byte 0x{line[err.start]:02x} at column "
-                                             f"{err.start + 1} is not valid UTF-8"),
-            )
-            continue
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            yield RawRow(raw=text, where=where,
-                         error=Reject("malformed_json", f"line {lineno}: {err.msg} at column {err.colno}"))
-            continue
-        yield RawRow(raw=text, obj=obj, where=where)
+    """One raw row per non-blank line of `data` (bytes already read); bad lines carry a `Reject`."""
+    return json_line_rows(path, iter(io.BytesIO(data)))
+
+
+def iter_json_records(path: Path, data: bytes | None = None, *, record_keys: tuple[str, ...] = ("data",)) -> Iterator[RawRow]:
+    """Records of a JSON lines file, a JSON array, or a JSON object holding an array under `data`.
+
+    Read incrementally (one element at a time, `curate.sources.jsonstream`): a multi-GB array is read
+    in bounded memory and `limit` stops the read early. `data` (bytes already read) is parsed the same way.
+    """
+    if data is not None:
+        if path.suffix.lower() in (".jsonl", ".ndjson") or _is_json_lines(data):
+            return iter_json_lines_file(path, io.BufferedReader(io.BytesIO(data)))  # type: ignore[arg-type]
+        return iter_json_document(path, record_keys, io.BufferedReader(io.BytesIO(data)))  # type: ignore[arg-type]
+    kind = sniff_json(path)
+    if kind == "empty":
+        raise InputError("file is empty", file=str(path),
+                         hint="check that the download or export finished, and that the source points at the right file")
+    if path.suffix.lower() in (".jsonl", ".ndjson") or kind == "lines":
+        return iter_json_lines_file(path)
+    return iter_json_document(path, record_keys)
 
 
 def _is_json_lines(data: bytes) -> bool:
@@ -190,95 +193,14 @@ def _is_json_lines(data: bytes) -> bool:
         return False
 
 
-def iter_json_records(path: Path, data: bytes | None = None, *, record_keys: tuple[str, ...] = ("data",)) -> Iterator[RawRow]:
-    """Records of a JSON lines file, a JSON array, or a JSON object holding an array under `data`."""
-    data = read_nonempty(path) if data is None else data
-    if path.suffix.lower() in (".jsonl", ".ndjson") or _is_json_lines(data):
-        yield from iter_json_lines(path, data)
-        return
-    doc = load_json(path, data)
-    if isinstance(doc, dict):
-        key = next((k for k in record_keys if isinstance(doc.get(k), list)), None)
-        if key is None:
-            raise InputError(
-                "expected JSON lines, a JSON array of records, or an object with a "
-                f"{' / '.join(repr(k) for k in record_keys)} array; got an object with keys "
-                f"{', '.join(list(doc)[:8])}", file=str(path),
-                hint="check the source's `format:` (pubmedqa and headqa files have their own formats)",
-            )
-        doc = doc[key]
-    if not isinstance(doc, list):
-        raise InputError(f"expected a JSON array of records, got {type(doc).__name__}", file=str(path))
-    for i, obj in enumerate(doc, 1):
-        yield RawRow(obj=obj, where=f"{path.name} record {i}")
+def iter_csv(path: Path, *, header: bool, width: int | None = None) -> Iterator[RawRow]:
+    """Rows of a CSV (or .tsv) file, read line by line: see `curate.sources.readers.iter_csv_file`."""
+    return iter_csv_file(path, header=header, width=width)
 
-
-# --- CSV -----------------------------------------------------------------------------------------
-
-def _unescape(text: str) -> str:
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def iter_csv(path: Path, *, header: bool) -> Iterator[RawRow]:
-    """Rows of a CSV (or .tsv) file: a dict per row with `header`, else a list of fields.
-
-    Rows with the wrong number of fields are `malformed_csv`; rows with bytes that are not UTF-8
-    are `invalid_utf8` (the rest of the file is still read).
-    """
-    data = read_nonempty(path)
-    text = data.removeprefix(_BOM).decode("utf-8", "surrogateescape")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    columns: list[str] | None = None
-    try:
-        for rec in reader:
-            if not rec or (len(rec) == 1 and not rec[0].strip()):
-                continue
-            line = reader.line_num
-            if header and columns is None:
-                columns = [c.strip() for c in rec]
-                dup = sorted({c for c in columns if columns.count(c) > 1})
-                if dup:
-                    raise InputError(f"repeated column names in the header: {dup}", file=str(path), row=line)
-                continue
-            out = io.StringIO()
-            csv.writer(out, delimiter=delimiter, lineterminator="").writerow(rec)
-            raw, where = out.getvalue(), f"{path.name} line {line}"
-            bad = next((f for f in rec if _SURROGATE.search(f)), None)
-            if bad is not None:
-                col = _SURROGATE.search(bad).start() + 1  # type: ignore[union-attr]
-                yield RawRow(raw=_unescape(raw), where=where,
-                             error=Reject("invalid_utf8", f"line {line}: a field holds bytes that are not "
-                                                          f"valid UTF-8 (at character {col} of the field)"))
-                continue
-            if columns is not None:
-                if len(rec) != len(columns):
-                    yield RawRow(raw=raw, where=where, error=Reject(
-                        "malformed_csv", f"line {line}: expected {len(columns)} fields, got {len(rec)}"))
-                    continue
-                yield RawRow(raw=raw, obj=dict(zip(columns, rec, strict=True)), where=where)
-            else:
-                yield RawRow(raw=raw, obj=rec, where=where)
-    except csv.Error as err:
-        raise InputError(f"not valid CSV: {err}", file=str(path), row=reader.line_num,
-                         hint="check quoting near that line") from None
-
-
-# --- parquet -------------------------------------------------------------------------------------
 
 def iter_parquet(path: Path) -> Iterator[RawRow]:
-    """One raw row per parquet row (the whole file is read at once)."""
-    read_nonempty(path)
-    try:
-        frame = pl.read_parquet(path)
-    except Exception as err:  # noqa: BLE001 - polars raises several error types for bad files
-        raise InputError(f"not a readable parquet file: {err}", file=str(path),
-                         hint="check the file is complete and really parquet") from None
-    if frame.height == 0:
-        raise InputError("file is empty (no rows)", file=str(path),
-                         hint="check that the export finished, and that the source points at the right file")
-    for i, row in enumerate(frame.iter_rows(named=True), 1):
-        yield RawRow(obj=row, where=f"{path.name} row {i}")
+    """One raw row per parquet row, read batch by batch."""
+    return iter_parquet_file(path)
 
 
 def read_records(path: Path) -> Iterator[RawRow]:

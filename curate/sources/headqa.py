@@ -34,7 +34,9 @@ from curate.sources.base import (
     require,
     text_of,
 )
-from curate.sources.files import iter_json_records, load_json, read_nonempty
+from curate.sources.files import iter_json_records
+from curate.sources.jsonstream import JsonCursor, JsonSyntaxError
+from curate.sources.readers import item_row, open_read, sniff_json, syntax_error
 
 
 def _image(value: Any) -> str | None:
@@ -61,27 +63,51 @@ class HeadQA(Adapter):
     extra_columns = {"image": pl.Utf8}
 
     def read_file(self, path: Path) -> Iterator[RawRow]:
-        data = read_nonempty(path)
-        if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"{":
-            return iter_json_records(path, data)  # flat rows (a Hub export as JSON array / lines)
-        doc = load_json(path, data)
-        if "exams" not in doc:
-            return iter_json_records(path, data)
-        exams = doc["exams"]
-        if not isinstance(exams, Mapping):
-            raise InputError("field 'exams' must be an object of exams", file=str(path), field="exams")
-        return self._questions(path, exams)
+        if sniff_json(path) != "object":
+            return iter_json_records(path)  # flat rows (a Hub export as JSON array / lines)
+        return self._exams(path)
 
-    def _questions(self, path: Path, exams: Mapping[str, Any]) -> Iterator[RawRow]:
-        for key, exam in exams.items():
-            if not isinstance(exam, Mapping) or not isinstance(exam.get("data"), list):
-                raise InputError(f"exam {key!r} has no 'data' list of questions", file=str(path),
-                                 field=f"exams.{key}.data", hint="is this a HEAD-QA exams file?")
-            meta = {"name": exam.get("name") or key, "category": exam.get("category"), "year": exam.get("year")}
-            for i, q in enumerate(exam["data"], 1):
-                obj = {**meta, **q} if isinstance(q, Mapping) else q
-                qid = q.get("qid") if isinstance(q, Mapping) else None
-                yield RawRow(obj=obj, where=f"{path.name} exam {key} question {qid or i}")
+    def _exams(self, path: Path) -> Iterator[RawRow]:
+        """The release's `{exams: {NAME: {..., data: [...]}}}` read one exam at a time (~250 questions)."""
+        with open_read(path) as fh:
+            try:
+                cur = JsonCursor(fh)
+                keys: list[str] = []
+                for key in cur.members():
+                    keys.append(key)
+                    if key == "exams":
+                        if cur.peek() != "{":
+                            raise InputError("field 'exams' must be an object of exams", file=str(path), field="exams")
+                        for name in cur.members():
+                            item = cur.item()
+                            if item.reason is not None:
+                                raise InputError(f"exam {name!r} is not valid JSON: {item.detail}", file=str(path),
+                                                 row=item.line, field=f"exams.{name}")
+                            yield from self._questions(path, name, item.obj)
+                    elif key == "data" and "exams" not in keys and cur.peek() == "[":
+                        for i, item in enumerate(cur.elements(), 1):  # {"data": [flat rows]}
+                            yield item_row(path, item, f"{path.name} data record {i}")
+                        keys.append("<rows>")
+                    else:
+                        cur.item()
+                if not cur.at_end():
+                    raise cur.error("extra data after the JSON document")
+            except JsonSyntaxError as err:
+                raise syntax_error(path, err) from None
+        if "exams" not in keys and "<rows>" not in keys:
+            raise InputError(f"expected a HEAD-QA exams file (an 'exams' object) or a 'data' array of rows; got an "
+                             f"object with keys {', '.join(keys[:8])}", file=str(path),
+                             hint="check the source's `format:`")
+
+    def _questions(self, path: Path, key: str, exam: Any) -> Iterator[RawRow]:
+        if not isinstance(exam, Mapping) or not isinstance(exam.get("data"), list):
+            raise InputError(f"exam {key!r} has no 'data' list of questions", file=str(path),
+                             field=f"exams.{key}.data", hint="is this a HEAD-QA exams file?")
+        meta = {"name": exam.get("name") or key, "category": exam.get("category"), "year": exam.get("year")}
+        for i, q in enumerate(exam["data"], 1):
+            obj = {**meta, **q} if isinstance(q, Mapping) else q
+            qid = q.get("qid") if isinstance(q, Mapping) else None
+            yield RawRow(obj=obj, where=f"{path.name} exam {key} question {qid or i}")
 
     def convert(self, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, Mapping):

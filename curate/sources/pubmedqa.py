@@ -24,18 +24,12 @@ from typing import Any
 
 from curate.errors import InputError
 from curate.sources.base import Adapter, RawRow, Reject, register_adapter, require, text_of
-from curate.sources.files import iter_json_records, load_json, read_nonempty
+from curate.sources.files import iter_json_records, load_json
+from curate.sources.jsonstream import JsonCursor, JsonSyntaxError
+from curate.sources.readers import item_row, open_read, sniff_json, syntax_error
 
 CHOICES = ("yes", "no", "maybe")
 OPTIONS = [{"label": c, "text": c} for c in CHOICES]
-
-
-class _Pairs(dict):
-    """A JSON object that also remembers its key/value pairs in order, duplicates included."""
-
-    def __init__(self, pairs: list[tuple[str, Any]]):
-        super().__init__(pairs)
-        self.pairs = pairs
 
 
 def _ground_truth(path: Path) -> dict[str, Any] | None:
@@ -59,23 +53,30 @@ class PubMedQA(Adapter):
     def read_file(self, path: Path) -> Iterator[RawRow]:
         if path.name.endswith("_ground_truth.json"):
             return iter(())  # read together with its questions file
-        data = read_nonempty(path)
-        if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] != b"{":
-            return iter_json_records(path, data)  # a list / JSON lines of Hub-style rows
-        doc = load_json(path, data, object_pairs_hook=_Pairs)
-        if isinstance(doc.get("data"), list):
-            return iter_json_records(path, data)
-        truth = _ground_truth(path)
-        return self._entries(path, doc, truth)
+        if path.suffix.lower() in (".jsonl", ".ndjson") or sniff_json(path) != "object":
+            return iter_json_records(path)  # JSON lines / a list of Hub-style or converted rows
+        return self._entries(path, _ground_truth(path))
 
-    def _entries(self, path: Path, doc: _Pairs, truth: dict[str, Any] | None) -> Iterator[RawRow]:
-        for pmid, entry in doc.pairs:
-            obj: Any = entry
-            if isinstance(entry, Mapping):
-                obj = dict(entry, _pmid=pmid)
-                if truth is not None:
-                    obj["_truth"] = truth.get(pmid)
-            yield RawRow(obj=obj, where=f"{path.name} PMID {pmid}")  # raw text: the entry + its _pmid
+    def _entries(self, path: Path, truth: dict[str, Any] | None) -> Iterator[RawRow]:
+        """The PMID-keyed object read entry by entry (duplicate PMIDs are kept, in file order)."""
+        with open_read(path) as fh:
+            try:
+                cur = JsonCursor(fh)
+                for pmid in cur.members():
+                    if pmid == "data" and cur.peek() == "[":  # {"data": [...]}: a list of rows
+                        for i, item in enumerate(cur.elements(), 1):
+                            yield item_row(path, item, f"{path.name} data record {i}")
+                        continue
+                    row = item_row(path, cur.item(), f"{path.name} PMID {pmid}")
+                    if row.error is None and isinstance(row.obj, Mapping):
+                        row.obj = dict(row.obj, _pmid=pmid)  # raw text: the entry + its _pmid
+                        if truth is not None:
+                            row.obj["_truth"] = truth.get(pmid)
+                    yield row
+                if not cur.at_end():
+                    raise cur.error("extra data after the JSON document")
+            except JsonSyntaxError as err:
+                raise syntax_error(path, err) from None
 
     def convert(self, obj: Any) -> dict[str, Any]:
         if not isinstance(obj, Mapping):
