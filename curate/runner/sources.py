@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +17,13 @@ from curate.runner.state import RunDir, parts, read_parts, rows_in, unified, wri
 INGEST = "ingest"
 
 
-class _Batches:
-    """`read_source` behind the streaming interface of issue 12a's `open_source`: iterate for
-    (frame, rejected) batches; `info` is complete once iteration ends."""
-
-    def __init__(self, spec: Any, *, base_dir: Path, limit: int | None, path_override: str | None,
-                 batch_rows: int):
-        self.args = dict(base_dir=base_dir, limit=limit, path_override=path_override)
-        self.spec, self.batch_rows = spec, batch_rows
-        self.info: dict[str, Any] = {}
-
-    def __iter__(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-        from curate.sources import read_source
-
-        data = read_source(self.spec, **self.args)
-        self.info = data.info
-        n = max(data.frame.height, data.rejected.height, 1)
-        for i in range(0, n, self.batch_rows):
-            yield data.frame.slice(i, self.batch_rows), data.rejected.slice(i, self.batch_rows)
-
-
 def stream_source(spec: Any, *, base_dir: Path, limit: int | None, path_override: str | None,
                   batch_rows: int) -> Any:
-    """The one place the runner opens a source (switch to `curate.sources.open_source` in one line)."""
-    return _Batches(spec, base_dir=base_dir, limit=limit, path_override=path_override, batch_rows=batch_rows)
+    """The one place the runner opens a source: a `SourceStream` of (frame, rejected) batches whose `info`
+    is complete once iterated (issue 12a: JSON arrays parsed element by element, so memory is one batch)."""
+    from curate.sources import open_source
+
+    return open_source(spec, base_dir=base_dir, limit=limit, path_override=path_override, batch_rows=batch_rows)
 
 
 def read_sources(recipe: Any, recipe_path: Path, run: RunDir, *, overrides: dict[str, str], limit: int | None,
