@@ -91,6 +91,26 @@ def build(
     typer.echo(str(result.path))
 
 
+
+@app.command("slurm")
+def slurm(
+    name: Annotated[str, typer.Argument(help="Recipe name or path to build on the cluster.")],
+    nodes: Annotated[int, typer.Option(help="Nodes to allocate (one Ray node each).")] = 2,
+    cpus_per_task: Annotated[int, typer.Option(help="CPUs per node given to Ray.")] = 32,
+    time: Annotated[str, typer.Option(help="Slurm time limit.")] = "04:00:00",
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    account: Annotated[str | None, typer.Option(help="Slurm account.")] = None,
+    venv: Annotated[str | None, typer.Option(help="Virtual environment to activate on the nodes.")] = None,
+    builds: Annotated[str, typer.Option(help="MEDCURATE_BUILDS on shared storage.")] = "$PWD/builds",
+    build_arg: Annotated[list[str], typer.Option("--build-arg", help="Extra `curate build` argument (repeatable).")] = [],  # noqa: B006
+) -> None:
+    """Print a Slurm batch script that starts a Ray cluster on the allocation and runs the build on it."""
+    from curate.runner.slurm import SlurmJob, render_slurm
+
+    typer.echo(render_slurm(SlurmJob(recipe=name, nodes=nodes, cpus_per_task=cpus_per_task, time=time,
+                                     partition=partition, account=account, venv=venv, builds=builds,
+                                     build_args=build_arg)), nl=False)
+
 @app.command()
 def recipes() -> None:
     """List the dataset recipes (shipped ones and those in ./recipes)."""
