@@ -12,8 +12,8 @@ from typing import Any
 
 import polars as pl
 
-from curate.record import MESSAGE
 from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects, register
+from curate.steps._template_render import render_messages
 from curate.templates import TEMPLATE_VERSION, TEMPLATES
 
 
@@ -57,33 +57,9 @@ class Template(Step):
         p: TemplateParams = self.params
         seed = ctx.seed if p.seed is None else p.seed
         table = {**TEMPLATES, **p.templates}
-        has_cot = "cot" in frame.columns
-        cols = ["id", "task", "question", "context", "options", "answer", "explanation"] + (["cot"] if has_cot else [])
-        messages, chosen = [], []
-        for row in frame.select(cols).iter_rows(named=True):
-            task = row["task"]
-            key = "open_qa_context" if task == "open_qa" and row["context"] else task
-            options = table.get(key) or table["open_qa"]
-            idx = choose(row["id"], seed, len(options))
-            user = options[idx].format(
-                question=row["question"] or "",
-                options=render_options(row["options"]),
-                context=row["context"] or "",
-            ).strip()
-            if has_cot and row["cot"]:
-                assistant = row["cot"]
-            else:
-                assistant = gold_text(row)
-                if p.include_explanation and row["explanation"] and task != "open_qa":
-                    assistant = f"{assistant}\n\n{row['explanation']}"
-            msgs = ([{"role": "system", "content": p.system_prompt}] if p.system_prompt else []) + [
-                {"role": "user", "content": user},
-                {"role": "assistant", "content": assistant},
-            ]
-            messages.append(msgs)
-            chosen.append(f"{key}:{idx}")
-        kept = frame.with_columns(pl.Series("messages", messages, dtype=pl.List(MESSAGE)))
-        usage = pl.Series(chosen, dtype=pl.Utf8).value_counts(sort=True)
+        messages, chosen = render_messages(frame, table, seed, p.system_prompt, p.include_explanation)
+        kept = frame.with_columns(messages.alias("messages"))
+        usage = chosen.value_counts(sort=True)
         stats = {
             "template_version": TEMPLATE_VERSION,
             "seed": seed,
