@@ -153,10 +153,12 @@ def exact_jaccard(sh: Shingles, pairs: np.ndarray, *, chunk: int = 1 << 16) -> n
         return out
     n_docs = sh.offsets.shape[0] - 1
     docs = np.repeat(np.arange(n_docs, dtype=np.uint64), np.diff(sh.offsets))
-    ranks = np.unique(sh.values, return_inverse=True)[1].astype(np.uint64).ravel()
-    if ranks.size and int(ranks.max()) >= 1 << 32:
+    distinct = np.unique(sh.values)
+    if distinct.shape[0] >= 1 << 32:
         raise ValueError("more than 2**32 distinct shingles; exact_jaccard packs ranks into 32 bits")
-    members = np.unique((docs << np.uint64(32)) | ranks)  # sorted (doc, rank), each set once
+    ranks = np.searchsorted(distinct, sh.values).astype(np.uint64)  # dense rank of each shingle
+    members = np.sort((docs << np.uint64(32)) | ranks)  # (doc, rank) in order; drop repeats within a doc
+    members = members[np.concatenate([[True], members[1:] != members[:-1]])] if members.shape[0] else members
     sizes = np.bincount((members >> np.uint64(32)).astype(np.int64), minlength=n_docs)
     starts = np.zeros(n_docs + 1, dtype=np.int64)
     np.cumsum(sizes, out=starts[1:])
