@@ -103,3 +103,25 @@ def test_local_executor_needs_no_ray() -> None:
     code = ("import sys, curate.build, curate.runner.executors as e; e.executor_for({}); "
             "sys.exit(1 if 'ray' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], env={**os.environ}).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ray_teacher_steps_share_the_endpoints(ray_cluster: str, data_dir: Path, work: Path) -> None:
+    """medqa-cot (cot + judge teacher steps) on 40 real rows in 4 shards: the pool actors send requests to
+    both scripted endpoints, and the output equals the local executor's (each with its own call cache)."""
+    from synth.testing import ScriptedServer
+
+    src = {"medqa": str(data_dir / "medqa/train_subset1030.json")}
+    with ScriptedServer() as one, ScriptedServer() as two:
+        urls = [one.url, two.url]
+        remote = run_build("medqa-cot", source_overrides=src, limit=40, out=work / "ray",
+                           options={"batch_rows": 10, "executor": "ray", "ray_address": ray_cluster,
+                                    "teacher_url": urls, "teacher_model": "t", "work_dir": str(work / "w-ray")})
+        served = (len(one.completed_bodies()), len(two.completed_bodies()))
+        local = run_build("medqa-cot", source_overrides=src, limit=40, out=work / "local",
+                          options={"batch_rows": 10, "teacher_url": urls, "teacher_model": "t",
+                                   "work_dir": str(work / "w-local")})
+    assert min(served) > 0, served
+    assert remote.manifest["output"]["sha256"] == local.manifest["output"]["sha256"]
+    assert remote.manifest["rows_out"] == local.manifest["rows_out"] > 0
