@@ -26,6 +26,7 @@ from curate.errors import MedcurateError
 from curate.fsutil import pid_alive
 
 MARKER = ".done"
+RESUME_ANYWHERE = {"executor", "ray_address"}  # options that never change rows: a build may resume under another
 
 
 def _stat(path: Path) -> list[Any]:
@@ -47,7 +48,7 @@ def run_key(recipe: Any, recipe_path: Path, recipe_sha: str, overrides: dict[str
     for spec in recipe.sources:
         where = overrides.get(spec.name) or (str(recipe_path.parent / spec.path) if spec.path else None)
         srcs.append([spec.name, _stat(Path(where)) if where else spec.hub])
-    opts = {k: v for k, v in options.items() if isinstance(v, str | int | float | bool | type(None))}
+    opts = {k: v for k, v in options.items() if k not in RESUME_ANYWHERE}
     payload = [recipe_sha, srcs, limit, opts, os.environ.get("MEDCURATE_BENCHMARKS"), __version__]
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
