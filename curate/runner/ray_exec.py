@@ -36,7 +36,7 @@ def _init(address: str | None) -> Any:
 
     if not ray.is_initialized():
         env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES) or k == "PYTHONPATH"}
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
                  log_to_driver=False, runtime_env={"env_vars": env})
         ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
