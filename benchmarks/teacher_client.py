@@ -23,10 +23,10 @@ import asyncio
 import json
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
-import statistics
 import time
 from pathlib import Path
 
@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from curate.record import to_frame  # noqa: E402
 from curate.steps import BuildContext, get_step  # noqa: E402
-from synth.prompts import COT_TEMPLATES, fields  # noqa: E402
 from synth.client import run_sync  # noqa: E402
+from synth.prompts import COT_TEMPLATES, fields  # noqa: E402
 from synth.runner import derive_seed  # noqa: E402
 
 

@@ -85,7 +85,7 @@ def run_step(name: str, data: Any, *, work_dir: str | Path | None = None, seed: 
     Params are validated like a recipe's (`InputError`-style messages name the bad key). `work_dir`
     holds step caches (default: a temporary folder removed afterwards).
     """
-    from curate.build import _check
+    from curate.runner.accounting import check as _check
     from curate.steps import BuildContext, get_step
 
     try:

@@ -1,8 +1,9 @@
 """The build runner: recipe + sources -> build folder in which every input row is accounted for.
 
-Row-local steps receive only rows and params, so a later executor can shard them by rank; global steps
-(dedup, decontaminate) see the whole frame. Output is written to a temporary folder that is renamed
-into place only when complete, so a killed build never leaves a folder that looks finished.
+`run_build` reads as its stage list: read sources -> ingest -> row steps -> global steps -> write; the
+stages live in `curate.runner` (spilled parquet parts, completion markers, resume, executors). Output is
+written to a temporary folder that is renamed into place only when complete, so a killed build never
+leaves a folder that looks finished.
 """
 
 from __future__ import annotations
@@ -10,36 +11,36 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import logging
 import os
 import platform
-import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from curate import __version__
 from curate.build_checks import check_not_empty, warn_emptied_sources
-from curate.composition import composition
+from curate.composition import composition_of
 from curate.errors import MedcurateError, ReconciliationError
-from curate.fsutil import sha256_file
-from curate.outdir import check_out_dir, clean_stale_tmp, finish_tmp, make_tmp
+from curate.outdir import check_out_dir
 from curate.recipe import Recipe
 from curate.recipe_input import RecipeLike, resolve_recipe
-from curate.record import conform
-from curate.report import render_report
 from curate.resources import recipes_dir
-from curate.steps import BuildContext, StepResult
+from curate.runner.executors import executor_for
+from curate.runner.pipeline import run_steps
+from curate.runner.sources import INGEST, ingest, read_sources, source_rejects
+from curate.runner.state import RunDir, read_parts, run_key
+from curate.runner.state import parts as parts_of
+from curate.runner.state import rows_in as part_rows
+from curate.runner.tokens import count_tokens, load_tokenizer
+from curate.runner.write import final_path, write_build
+from curate.steps import BuildContext
 
 log = logging.getLogger("medcurate.build")
-INGEST = "ingest"
+DEFAULT_BATCH_ROWS = 50_000  # rows per spilled part: ~150 MB of MedMCQA-shaped rows in memory per batch
 
 
 def builds_root() -> Path:
@@ -78,71 +79,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check(stage: str, frame: pl.DataFrame, result: StepResult, expands: bool = False) -> int:
-    """rows_in == kept + rejected, and the ids that came out are exactly the ids that went in.
-
-    An expanding step (`expands = True`, e.g. `attack`) turns each input row into one or more rows that
-    carry `parent_id`: then every input id must be the parent of at least one output row, every parent
-    must be an input id, and the output ids must be unique. Returns the rows added (0 for other steps).
-    """
-    kept, rejected = result.kept.height, result.rejected.height
-    if "reason" not in result.rejected.columns or (rejected and result.rejected["reason"].null_count()):
-        raise ReconciliationError(f"step {stage!r}: rejected rows without a `reason`")
-    if expands:
-        out = pl.concat([result.kept.select("id", "parent_id"), result.rejected.select("id", "parent_id")])
-        if out["id"].n_unique() != out.height or set(out["parent_id"].to_list()) != set(frame["id"].to_list()):
-            raise ReconciliationError(f"step {stage!r}: expanded rows must have unique ids and `parent_id` "
-                                      "covering exactly the input ids")
-        return out.height - frame.height
-    if frame.height != kept + rejected:
-        raise ReconciliationError(
-            f"step {stage!r}: rows_in {frame.height} != kept {kept} + rejected {rejected}: "
-            "rows would be lost silently; this is a bug in the step"
-        )
-    ids_in = frame["id"].sort()
-    ids_out = pl.concat([result.kept["id"], result.rejected["id"]]).sort()
-    if not ids_in.equals(ids_out):
-        raise ReconciliationError(f"step {stage!r}: the ids of kept + rejected rows differ from the input ids")
-    return 0
-
-
-def _ingest(frames: list[pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Concatenate sources and reject repeats of the same content id (the first occurrence is kept,
-    test-split rows first)."""
-    frame = pl.concat([conform(f) for f in frames], how="diagonal_relaxed") if frames else None
-    if frame is None:
-        raise MedcurateError("the recipe has no sources", hint="add a `sources:` entry")
-    # a held-out test row wins over a training copy of it whatever the source order (the `holdout` step
-    # then drops it); a stable sort, so nothing moves when no source has `split: test`
-    frame = frame.sort((pl.col("source_split") != "test").fill_null(True), maintain_order=True)
-    first = frame.with_row_index("_row").group_by("id", maintain_order=True).agg(
-        pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
-        pl.col("source_id").first().alias("_fsid"),
-    )
-    tagged = frame.with_row_index("_row").join(first, on="id", how="left", maintain_order="left")
-    dup = pl.col("_row") != pl.col("_first")
-    kept = tagged.filter(~dup).drop("_row", "_first", "_fsrc", "_fsid")
-    rejected = tagged.filter(dup).with_columns(
-        pl.lit("duplicate_id").alias("reason"),
-        (pl.lit("same content as ") + pl.col("_fsrc") + pl.lit(":") + pl.col("_fsid").fill_null("?")).alias("detail"),
-    ).drop("_row", "_first", "_fsrc", "_fsid")
-    return kept, rejected
-
-
 def _build_id(recipe_sha: str, sources: list[dict[str, Any]], limit: int | None) -> str:
     h = hashlib.sha256(json.dumps([recipe_sha, [s.get("sha256") for s in sources], limit]).encode()).hexdigest()
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{h[:8]}"
-
-
-def _write_shards(frame: pl.DataFrame, data_dir: Path, split: str, max_rows: int) -> list[Path]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    n = max(1, -(-frame.height // max_rows))
-    paths = []
-    for i in range(n):
-        path = data_dir / f"{split}-{i:05d}-of-{n:05d}.parquet"
-        frame.slice(i * max_rows, max_rows).write_parquet(path, compression="zstd", statistics=True)
-        paths.append(path)
-    return paths
 
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
@@ -161,14 +100,66 @@ def run_build(
     on_stage: Callable[[str, dict[str, Any]], None] | None = None,
     base_dir: Path | None = None,
 ) -> BuildResult:
-    """Run a recipe end to end. `progress(description, total) -> advance(n)` wires progress bars.
+    """Run a recipe end to end: read sources -> ingest -> row steps -> global steps -> write.
 
-    `recipe_ref` is a recipe name, a YAML path, a dict or a `Recipe` (see `curate.recipe_input`);
-    `base_dir` is where an in-memory recipe's relative source paths resolve (default: the cwd).
+    `recipe_ref` is a recipe name, a YAML path, a dict or a `Recipe` (see `curate.recipe_input`); `base_dir`
+    is where an in-memory recipe's relative source paths resolve (default: the cwd).
+    `progress(description, total) -> advance(n)` wires progress bars. Options the runner reads:
+    `batch_rows` (rows per spilled part, default 50,000), `executor` ("local" or "ray"), `ray_address`,
+    `tokenizer` (exact token counts in the composition tables), `allow_empty`.
     """
     recipe, recipe_path, recipe_sha = resolve_recipe(recipe_ref, base_dir=base_dir)
     if out is not None and not dry_run:
         check_out_dir(out)  # before any source is read or teacher called
+    overrides = _checked_overrides(recipe, source_overrides, source_splits)
+    splits = dict(source_splits or {})
+    tokenizer = load_tokenizer(recipe.tokenizer, recipe_path.parent) if recipe.tokenizer else None  # fail fast
+    opts = {**(options or {}), "dry_run": dry_run}
+    batch_rows = int(opts.get("batch_rows") or DEFAULT_BATCH_ROWS)
+    progress = progress or (lambda description, total: lambda n: None)
+    base = builds_root() / recipe.name
+    work_dir = Path(opts.get("work_dir") or base / ".work")
+    ctx = BuildContext(recipe_name=recipe.name, work_dir=work_dir, seed=recipe.seed, options=opts,
+                       recipe=recipe, start_progress=progress)
+    run = RunDir(work_dir / "runs" / run_key(recipe, recipe_path, recipe_sha, overrides, limit,
+                                             {**opts, "source_splits": splits}))
+    with run.lock():
+        infos = read_sources(recipe, recipe_path, run, overrides=overrides, splits=splits, limit=limit,
+                             batch_rows=batch_rows, progress=progress, on_stage=on_stage)
+        warn_emptied_sources(infos, _emptied_source_rejects(infos, source_rejects(recipe, run)))
+        parts, ingest_meta = ingest(recipe, run)
+        done = run_steps(recipe, parts, run, ctx, batch_rows=batch_rows, executor=executor_for(opts),
+                         on_stage=on_stage)
+        rejects = {**source_rejects(recipe, run), INGEST: parts_of(run.path / f"s00-{INGEST}", "rejects-"),
+                   **done.rejects}
+        manifest = _manifest(recipe, recipe_path, recipe_sha, infos, [ingest_meta, *done.metas], done.parts,
+                             limit, opts, batch_rows)
+        if tokenizer is not None:
+            manifest["tokens"] = count_tokens(tokenizer, recipe.tokenizer, done.parts)
+        manifest["composition"] = composition_of(done.parts, manifest["steps"], opts.get("tokenizer"))
+        if dry_run:
+            run.remove()
+            return BuildResult(path=None, manifest=manifest, estimates=done.estimates)
+        final = final_path(base, _build_id(recipe_sha, infos, limit), out)
+        manifest, written_rejects = write_build(final, manifest, done.parts, recipe.output.split,
+                                                recipe.output.max_rows_per_shard,
+                                                {k: v for k, v in rejects.items() if v}, done.scores)
+    run.remove()
+    check_not_empty(manifest, written_rejects, path=final, allow_empty=bool(opts.get("allow_empty")))
+    if not out:
+        (base / "LATEST.tmp").write_text(final.name + "\n")
+        os.replace(base / "LATEST.tmp", base / "LATEST")
+    return BuildResult(path=final, manifest=manifest)
+
+
+def _emptied_source_rejects(infos: list[dict[str, Any]], rejects: dict[str, list[Path]]) -> dict[str, Any]:
+    """The rejects of each source that lost every row (read only for those, to explain them)."""
+    return {f"source-{i['name']}": read_parts(rejects[f"source-{i['name']}"]) for i in infos
+            if i.get("rows") and not i.get("rows_kept") and rejects.get(f"source-{i['name']}")}
+
+
+def _checked_overrides(recipe: Recipe, source_overrides: dict[str, str] | None,
+                       source_splits: dict[str, str] | None) -> dict[str, str]:
     overrides = dict(source_overrides or {})
     unknown = set(overrides) - {s.name for s in recipe.sources}
     if unknown:
@@ -176,173 +167,46 @@ def run_build(
             f"--source names {sorted(unknown)} are not sources of recipe {recipe.name!r}",
             hint=f"its sources are: {', '.join(s.name for s in recipe.sources)}",
         )
-    splits = dict(source_splits or {})
-    if set(splits) - set(overrides):
-        raise MedcurateError(f"--source-split names {sorted(set(splits) - set(overrides))} have no --source NAME=PATH",
+    stray = set(source_splits or {}) - set(overrides)
+    if stray:
+        raise MedcurateError(f"--source-split names {sorted(stray)} have no --source NAME=PATH",
                              hint="--source-split states the split of a file given with --source")
-    progress = progress or (lambda description, total: lambda n: None)
-    opts = {**(options or {}), "dry_run": dry_run}
-    base = builds_root() / recipe.name
-    work_dir = Path(opts.get("work_dir") or base / ".work")
-    work_dir.mkdir(parents=True, exist_ok=True)
-    ctx = BuildContext(recipe_name=recipe.name, work_dir=work_dir, seed=recipe.seed, options=opts,
-                       recipe=recipe, start_progress=progress)
+    return overrides
 
-    # 1. sources
-    from curate.sources import read_source
 
-    source_infos, frames, stage_rejects = [], [], {}
-    for spec in recipe.sources:
-        t0 = time.perf_counter()
-        advance = progress(f"source {spec.name}", 0)  # a bar with elapsed time; the row count is unknown
-        data = read_source(spec, base_dir=recipe_path.parent, limit=limit, path_override=overrides.get(spec.name),
-                           split_override=splits.get(spec.name))
-        advance(data.info["rows"])
-        info = {**data.info, "rows_kept": data.frame.height, "rows_rejected": data.rejected.height,
-                "seconds": round(time.perf_counter() - t0, 3)}
-        if data.rejected.height:
-            info["reasons"] = _reasons(data.rejected)
-        if info["rows"] != data.frame.height + data.rejected.height:
-            raise ReconciliationError(f"source {spec.name!r}: rows {info['rows']} != parsed + rejected")
-        source_infos.append(info)
-        frames.append(data.frame)
-        if data.rejected.height:
-            stage_rejects[f"source-{spec.name}"] = data.rejected.with_columns(pl.lit(f"source-{spec.name}").alias("step"))
-        if on_stage:
-            on_stage(f"source {spec.name}", info)
-
-    warn_emptied_sources(source_infos, stage_rejects)
-    frame, dup = _ingest(frames)
-    rows_in = sum(s["rows"] for s in source_infos)
-    steps_meta = [{"name": INGEST, "rows_in": frame.height + dup.height, "rows_kept": frame.height,
-                   "rows_rejected": dup.height, "seconds": 0.0, "params": {}, "stats": {},
-                   "reasons": _reasons(dup)}]
-    if dup.height:
-        stage_rejects[INGEST] = dup.with_columns(pl.lit(INGEST).alias("step"))
-
-    # 2. steps
-    scores: dict[str, pl.DataFrame] = {}
-    estimates: dict[str, Any] = {}
-    teacher = None
-    rows_added = 0  # rows created by expanding steps (attack styles)
-    for spec in recipe.steps:
-        if frame.height == 0:
-            break  # nothing left: no step (and no teacher call) runs on zero rows; see curate.build_checks
-        step = spec.build()
-        if dry_run:
-            est = step.estimate(frame, ctx)
-            if est is not None:
-                estimates[spec.name] = est
-                continue  # teacher steps are estimated, not run; the rows flow on unchanged
-        t0 = time.perf_counter()
-        advance = progress(f"step {spec.name}", frame.height)  # teacher steps add their own per-row bar
-        result = step.apply(frame, ctx)
-        advance(frame.height)
-        seconds = round(time.perf_counter() - t0, 3)
-        added = _check(spec.name, frame, result, getattr(step, "expands", False))
-        rows_added += added
-        meta = {"name": spec.name, "rows_in": frame.height, "rows_kept": result.kept.height,
-                "rows_rejected": result.rejected.height, "seconds": seconds,
-                "params": step.params.model_dump(mode="json"), "stats": result.stats,
-                "reasons": _reasons(result.rejected)}
-        if added:
-            meta["rows_added"] = added
-        steps_meta.append(meta)
-        if result.stats.get("teacher"):
-            teacher = result.stats["teacher"]
-        if result.rejected.height:
-            stage_rejects[spec.name] = result.rejected.with_columns(pl.lit(spec.name).alias("step"))
-        if result.scores is not None:
-            scores[spec.name] = result.scores
-        if on_stage:
-            on_stage(spec.name, meta)
-        frame = result.kept
-
-    rows_rejected = sum(r.height for r in stage_rejects.values())
-    if rows_in + rows_added != frame.height + rows_rejected:
+def _manifest(recipe: Recipe, recipe_path: Path, recipe_sha: str, infos: list[dict[str, Any]],
+              steps_meta: list[dict[str, Any]], out_parts: list[Path], limit: int | None,
+              opts: dict[str, Any], batch_rows: int) -> dict[str, Any]:
+    """The manifest before the write stage adds build_id, created and output; checks the overall funnel."""
+    rows_in = sum(s["rows"] for s in infos)
+    rows_out = sum(part_rows(out_parts))
+    rows_rejected = sum(s["rows_rejected"] for s in infos) + sum(m["rows_rejected"] for m in steps_meta)
+    rows_added = sum(m.get("rows_added", 0) for m in steps_meta)  # rows created by expanding steps (attack)
+    if rows_in + rows_added != rows_out + rows_rejected:
         raise ReconciliationError(
-            f"build: rows_in {rows_in} + rows_added {rows_added} != rows_out {frame.height} + "
+            f"build: rows_in {rows_in} + rows_added {rows_added} != rows_out {rows_out} + "
             f"rows_rejected {rows_rejected}"
         )
-
-    manifest: dict[str, Any] = {
+    teacher = None
+    for meta in steps_meta:
+        if meta["stats"].get("teacher"):
+            teacher = meta["stats"]["teacher"]
+    return {
         "name": recipe.name,
         "recipe": _recipe_meta(recipe, recipe_path, recipe_sha),
-        "sources": source_infos,
+        "sources": infos,
         "steps": steps_meta,
         "rows_in": rows_in,
-        "rows_out": frame.height,
+        "rows_out": rows_out,
         "rows_rejected": rows_rejected,
         **({"rows_added": rows_added} if rows_added else {}),
-        "splits": {recipe.output.split: frame.height},
+        "splits": {recipe.output.split: rows_out},
         "teacher": teacher,
         "limit": limit,
         "seed": recipe.seed,
         "versions": _versions(),
-        "composition": composition(frame, steps_meta, opts.get("tokenizer")),
+        "runner": {"executor": opts.get("executor") or "local", "batch_rows": batch_rows},
     }
-    if dry_run:
-        return BuildResult(path=None, manifest=manifest, estimates=estimates)
-
-    # 3. write to a temporary folder, rename when complete
-    build_id = _build_id(recipe_sha, source_infos, limit)
-    if out:
-        final = check_out_dir(out)
-    else:
-        final, n = base / build_id, 1
-        while final.exists() or list(base.glob(f".tmp-{final.name}-*")):  # two builds in the same second
-            n += 1
-            final = base / f"{build_id}.{n}"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(final.parent)
-    tmp = make_tmp(final)
-    try:
-        files = _write_shards(frame, tmp / "data", recipe.output.split, recipe.output.max_rows_per_shard)
-        for stage, rej in stage_rejects.items():
-            (tmp / "rejects").mkdir(exist_ok=True)
-            rej.write_parquet(tmp / "rejects" / f"{stage}.parquet", compression="zstd")
-        for stage, sc in scores.items():
-            (tmp / "scores").mkdir(exist_ok=True)
-            sc.write_parquet(tmp / "scores" / f"{stage}.parquet", compression="zstd")
-        file_sha = {str(p.relative_to(tmp)): sha256_file(p) for p in files}
-        total = hashlib.sha256()
-        for p in files:
-            total.update(bytes.fromhex(file_sha[str(p.relative_to(tmp))]))
-        manifest = {
-            "name": recipe.name,
-            "build_id": final.name,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            **{k: v for k, v in manifest.items() if k != "name"},
-            "output": {"sha256": total.hexdigest(), "files": list(file_sha), "file_sha256": file_sha,
-                       "columns": frame.columns,
-                       "rejects": sorted(f"rejects/{s}.parquet" for s in stage_rejects),
-                       "scores": sorted(f"scores/{s}.parquet" for s in scores)},
-        }
-        from curate.report_html import write_html_report  # matplotlib: imported only when writing a build
-
-        manifest["output"]["plots"] = write_html_report(tmp, manifest, frame, scores)
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
-        (tmp / "report.md").write_text(render_report(manifest, stage_rejects), encoding="utf-8")
-        if importlib.util.find_spec("curate.card"):
-            from curate.card import render_dataset_card
-
-            (tmp / "README.md").write_text(render_dataset_card(manifest, tmp), encoding="utf-8")
-        finish_tmp(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    check_not_empty(manifest, stage_rejects, path=final, allow_empty=bool(opts.get("allow_empty")))
-    if not out:
-        (base / "LATEST.tmp").write_text(final.name + "\n")
-        os.replace(base / "LATEST.tmp", base / "LATEST")
-    return BuildResult(path=final, manifest=manifest)
-
-
-def _reasons(rejected: pl.DataFrame) -> dict[str, int]:
-    if rejected.height == 0:
-        return {}
-    counts = rejected.group_by("reason").len().sort(["len", "reason"], descending=[True, False])
-    return {r: int(n) for r, n in counts.iter_rows()}
 
 
 def _portable_path(path: Path) -> str:

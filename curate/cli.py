@@ -85,6 +85,9 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     tokenizer: Annotated[str | None, typer.Option(help="Local tokenizer folder: exact token counts in the report and card.")] = None,
     json_out: JsonFlag = False,
+    executor: Annotated[str, typer.Option(help="Where row steps run: local (in-process) or ray (pip install 'medcurate[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one).")] = None,
+    batch_rows: Annotated[int | None, typer.Option(min=1, help="Rows per spilled batch (default 50000); memory grows with it.")] = None,
 ) -> None:
     """Run a recipe: read sources, run its steps, write a build folder (data, rejects, scores, manifest, report, card)."""
     from curate.build import run_build
@@ -95,6 +98,9 @@ def build(
                                   "teacher_timeout": teacher_timeout, "allow_empty": allow_empty,
                                   "tokenizer": tokenizer,
                                   "policy_url": policy_url or None, "policy_model": policy_model}.items() if v}
+    options.update({k: v for k, v in {"executor": executor if executor != "local" else None,
+                                      "ray_address": ray_address if executor == "ray" else None,
+                                      "batch_rows": batch_rows}.items() if v})
     with build_progress(console, quiet=quiet or STATE.quiet) as (progress, on_stage):
         result = run_build(name, source_overrides=_parse_sources(source), source_splits=_parse_source_splits(source_split),
                            limit=limit, out=out,
@@ -115,6 +121,26 @@ def build(
                   f"{m['rows_rejected']} rejected; output sha256 {m['output']['sha256'][:16]}")
     typer.echo(str(result.path))
 
+
+
+@app.command("slurm")
+def slurm(
+    name: Annotated[str, typer.Argument(help="Recipe name or path to build on the cluster.")],
+    nodes: Annotated[int, typer.Option(help="Nodes to allocate (one Ray node each).")] = 2,
+    cpus_per_task: Annotated[int, typer.Option(help="CPUs per node given to Ray.")] = 32,
+    time: Annotated[str, typer.Option(help="Slurm time limit.")] = "04:00:00",
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    account: Annotated[str | None, typer.Option(help="Slurm account.")] = None,
+    venv: Annotated[str | None, typer.Option(help="Virtual environment to activate on the nodes.")] = None,
+    builds: Annotated[str, typer.Option(help="MEDCURATE_BUILDS on shared storage.")] = "$PWD/builds",
+    build_arg: Annotated[list[str], typer.Option("--build-arg", help="Extra `curate build` argument (repeatable).")] = [],  # noqa: B006
+) -> None:
+    """Print a Slurm batch script that starts a Ray cluster on the allocation and runs the build on it."""
+    from curate.runner.slurm import SlurmJob, render_slurm
+
+    typer.echo(render_slurm(SlurmJob(recipe=name, nodes=nodes, cpus_per_task=cpus_per_task, time=time,
+                                     partition=partition, account=account, venv=venv, builds=builds,
+                                     build_args=build_arg)), nl=False)
 
 @app.command()
 def recipes(json_out: JsonFlag = False) -> None:

@@ -8,6 +8,7 @@ punctuation, and the manifest says which.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -15,14 +16,31 @@ import polars as pl
 from curate.tokens import row_tokens
 
 
+def composition_of(files: list[Path], steps: list[dict[str, Any]], tokenizer: str | None = None) -> dict[str, Any]:
+    """`composition` of the output rows spilled in `files`, one part at a time (only source, sub-task and
+    token count of each row are kept: bounded memory whatever the build's size)."""
+    works = [_keys(pl.read_parquet(f), tokenizer) for f in files]
+    return _tables(pl.concat(works) if works else _keys(pl.DataFrame(), tokenizer), steps, tokenizer)
+
+
 def composition(frame: pl.DataFrame, steps: list[dict[str, Any]], tokenizer: str | None = None) -> dict[str, Any]:
     """{tokens: how counted, by_source / by_subtask: [{name, rows, tokens}], templates: {key:index: rows}}."""
-    work = frame.select(
+    return _tables(_keys(frame, tokenizer), steps, tokenizer)
+
+
+def _keys(frame: pl.DataFrame, tokenizer: str | None) -> pl.DataFrame:
+    """source, subtask and tokens of every row."""
+    if frame.height == 0:
+        return pl.DataFrame(schema={"source": pl.Utf8, "subtask": pl.Utf8, "tokens": pl.Int64})
+    return frame.select(
         pl.col("source").fill_null("(none)") if "source" in frame.columns else pl.lit("(none)").alias("source"),
         (pl.col("subtask") if "subtask" in frame.columns else pl.lit(None, dtype=pl.Utf8)).fill_null("(none)")
         .alias("subtask"),
         row_tokens(frame, tokenizer).cast(pl.Int64),
     )
+
+
+def _tables(work: pl.DataFrame, steps: list[dict[str, Any]], tokenizer: str | None) -> dict[str, Any]:
 
     def table(col: str) -> list[dict[str, Any]]:
         agg = work.group_by(col).agg(pl.len().alias("rows"), pl.col("tokens").sum()).sort(col)

@@ -161,15 +161,51 @@ def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1)
 
 
-def exact_jaccard(sh: Shingles, pairs: np.ndarray) -> np.ndarray:
-    """Exact Jaccard similarity of the shingle sets of each pair."""
+def exact_jaccard(sh: Shingles, pairs: np.ndarray, *, chunk: int = 1 << 16) -> np.ndarray:
+    """Exact Jaccard similarity of the shingle sets of each pair, vectorised.
+
+    Each document's shingles become a sorted set of dense ranks once; then, `chunk` pairs at a time, the
+    two sets of every pair are tagged with the pair's index, sorted together as one uint64 array
+    (pair << 32 | rank), and equal neighbours counted: the intersection. This replaced a Python loop of
+    two `np.unique` and one `intersect1d` per pair, 140 s of a 100k-row build with 1.26M candidate pairs
+    (benchmarks/scale.py --profile), and gives the same floats (inter / union).
+    """
     out = np.zeros(pairs.shape[0])
-    for k, (i, j) in enumerate(pairs.tolist()):
-        x, y = np.unique(sh.of(i)), np.unique(sh.of(j))
-        inter = np.intersect1d(x, y, assume_unique=True).shape[0]
-        union = x.shape[0] + y.shape[0] - inter
-        out[k] = inter / union if union else 0.0
+    if pairs.shape[0] == 0:
+        return out
+    n_docs = sh.offsets.shape[0] - 1
+    docs = np.repeat(np.arange(n_docs, dtype=np.uint64), np.diff(sh.offsets))
+    distinct = np.unique(sh.values)
+    if distinct.shape[0] >= 1 << 32:
+        raise ValueError("more than 2**32 distinct shingles; exact_jaccard packs ranks into 32 bits")
+    ranks = np.searchsorted(distinct, sh.values).astype(np.uint64)  # dense rank of each shingle
+    members = np.sort((docs << np.uint64(32)) | ranks)  # (doc, rank) in order; drop repeats within a doc
+    members = members[np.concatenate([[True], members[1:] != members[:-1]])] if members.shape[0] else members
+    sizes = np.bincount((members >> np.uint64(32)).astype(np.int64), minlength=n_docs)
+    starts = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    low = members & np.uint64(0xFFFFFFFF)
+    for first in range(0, pairs.shape[0], chunk):
+        p = pairs[first:first + chunk]
+        m = p.shape[0]
+        keys = np.concatenate([_tagged(low, starts, sizes, p[:, 0]), _tagged(low, starts, sizes, p[:, 1])])
+        keys.sort()
+        same = keys[1:] == keys[:-1]
+        inter = np.bincount((keys[1:][same] >> np.uint64(32)).astype(np.int64), minlength=m)
+        union = sizes[p[:, 0]] + sizes[p[:, 1]] - inter
+        out[first:first + m] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
     return out
+
+
+def _tagged(low: np.ndarray, starts: np.ndarray, sizes: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """The set members of `docs[k]` as (k << 32 | rank), for every k."""
+    lens = sizes[docs]
+    total = int(lens.sum())
+    seg = np.repeat(np.arange(docs.shape[0], dtype=np.int64), lens)
+    offset = np.zeros(docs.shape[0], dtype=np.int64)
+    np.cumsum(lens[:-1], out=offset[1:])
+    pos = starts[docs][seg] + (np.arange(total, dtype=np.int64) - offset[seg])
+    return (seg.astype(np.uint64) << np.uint64(32)) | low[pos]
 
 
 class UnionFind:

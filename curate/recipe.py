@@ -169,6 +169,7 @@ class Recipe(_Strict):
     sources: list[SourceSpec]
     steps: list[StepSpec]
     teacher: str | dict[str, Any] | None = None  # profile name under recipes/teachers/ or inline profile
+    tokenizer: str | None = None  # count output tokens with it: tokenizer.json path (relative to the recipe) or Hub id
     output: OutputSpec = Field(default_factory=OutputSpec)
 
     @field_validator("name")

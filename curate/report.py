@@ -21,6 +21,17 @@ def funnel_rows(manifest: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def tokens_section(tokens: dict[str, Any] | None) -> list[str]:
+    """## Tokens: total and per source / task / subtask, when the recipe names a tokenizer."""
+    if not tokens:
+        return []
+    rows = [["total", "", tokens["total"]]]
+    for key in ("source", "task", "subtask"):
+        rows += [[key, k, v] for k, v in (tokens.get(f"by_{key}") or {}).items()]
+    return ["", "## Tokens", "", f"Tokenizer `{tokens['tokenizer']}`; message contents, no chat template.", "",
+            _table(["by", "value", "tokens"], rows)]
+
+
 def render_report(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame] | None = None) -> str:
     m = manifest
     parts = [
@@ -44,6 +55,7 @@ def render_report(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame] | N
     reason_rows = [[f"source `{s['name']}`", r, n] for s in m["sources"] for r, n in (s.get("reasons") or {}).items()]
     reason_rows += [[f"`{s['name']}`", r, n] for s in m["steps"] for r, n in s["reasons"].items()]
     parts.append(_table(["stage", "reason", "rows"], reason_rows) if reason_rows else "No rows were rejected.")
+    parts += tokens_section(m.get("tokens"))
     for step in m["steps"]:
         bench = step.get("stats", {}).get("benchmarks")
         if bench:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from concurrent.futures import Future
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 

@@ -30,6 +30,7 @@ import orjson
 
 from curate.errors import MedcurateError
 from curate.redact import redact_text, short_reason
+from curate.runner.balance import shared_load
 from synth.cache import CallCache, call_key
 from synth.config import TeacherProfile
 
@@ -330,17 +331,20 @@ class TeacherClient:
         p = self.profile
         data = orjson.dumps(request)
         last = "no attempt made"
+        shared = shared_load() if len(p.urls) > 1 and p.balance != "round_robin" else None
         for attempt in range(p.max_retries + 1):
-            i = self._pick()
-            url = p.urls[i] + "/chat/completions"
             try:
                 async with self._sem:
+                    i = await shared.acquire(len(p.urls)) if shared else self._pick()  # over all actors, or this client
+                    url = p.urls[i] + "/chat/completions"
                     self._inflight[i] += 1
                     self.stats.requests += 1
                     try:
                         body = await self._once(url, data)
                     finally:
                         self._inflight[i] -= 1
+                        if shared:
+                            shared.release(len(p.urls), i)
                 return body
             except _Retry as r:
                 last = f"{r.detail} from {_label(url)}"

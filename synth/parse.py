@@ -134,8 +134,8 @@ def copied_fraction(body: str | list[str], source: str | list[str], n: int = 5) 
     sw = source if isinstance(source, list) else words(source)
     if len(bw) < n:
         return 1.0 if bw and " ".join(bw) in " ".join(sw) else 0.0
-    src = set(zip(*(sw[i:] for i in range(n))))
-    grams = list(zip(*(bw[i:] for i in range(n))))
+    src = set(zip(*(sw[i:] for i in range(n)), strict=False))  # shifted lists: the shortest ends the n-grams
+    grams = list(zip(*(bw[i:] for i in range(n)), strict=False))
     return sum(map(src.__contains__, grams)) / len(grams)
 
 

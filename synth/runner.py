@@ -11,9 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, field_validator
-
 import polars as pl
+from pydantic import Field, field_validator
 
 from curate.steps.base import BuildContext, StepParams, StepResult, no_rejects
 from synth.cache import CACHE_FILE, CallCache

@@ -120,11 +120,11 @@ def test_killed_build_process_leaves_nothing_complete(data_dir: Path, work: Path
     """SIGKILL while writing: no folder with a manifest appears, and the next build cleans up and succeeds."""
     script = (
         "import time, sys\n"
-        "import curate.build as b\n"
-        "orig = b._write_shards\n"
+        "import curate.build as b, curate.runner.write as w\n"
+        "orig = w.write_shards\n"
         "def slow(*a, **k):\n"
         "    out = orig(*a, **k); print('WRITING', flush=True); time.sleep(30); return out\n"
-        "b._write_shards = slow\n"
+        "w.write_shards = slow\n"
         f"b.run_build('medqa-sft', source_overrides={{'medqa': {str(data_dir / 'medqa/train_subset1030.json')!r}}})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=work, stdout=subprocess.PIPE, text=True,

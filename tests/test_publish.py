@@ -13,8 +13,8 @@ import yaml
 
 from curate import registry
 from curate.build import run_build
-from curate.resources import recipes_dir
 from curate.registry.local import LocalRegistry
+from curate.resources import recipes_dir
 
 REPO = "acme/medqa-sft"
 

@@ -187,20 +187,21 @@ def test_source_override_split_is_stated_or_unknown(data_dir: Path, tmp_path: Pa
 
 
 def test_build_card_never_claims_train_for_an_unknown_file(data_dir: Path, work: Path) -> None:
-    runner = CliRunner()
-    path = str(data_dir / "medqa/test.jsonl")
+    runner = CliRunner()  # a file the tool knows nothing about (MedQA train rows; a test split would be refused)
+    rows = json.loads((data_dir / "medqa/train_subset1030.json").read_text())
+    path = str(jsonl(work / "questions.jsonl", rows))
     res = runner.invoke(app, ["build", "medqa-sft", "--source", f"medqa={path}", "--limit", "30", "-q",
                               "--out", str(work / "a")])
     assert res.exit_code == 0, res.output + repr(res.exception)
     m = json.loads((work / "a" / "manifest.json").read_text())
     assert m["sources"][0]["split"] == "unknown" and m["sources"][0]["override"] == path
     card = (work / "a" / "README.md").read_text()
-    assert "| medqa | medqa | test.jsonl | unknown |" in card and str(data_dir) not in card
+    assert "| medqa | medqa | questions.jsonl | unknown |" in card and str(work) not in card
     assert set(pl.read_parquet(work / "a" / "data")["source_split"]) == {"unknown"}
     res = runner.invoke(app, ["build", "medqa-sft", "--source", f"medqa={path}", "--source-split", "medqa=test",
                               "--limit", "30", "-q", "--out", str(work / "b")])
     assert res.exit_code == 0, res.output + repr(res.exception)
-    assert "| medqa | medqa | test.jsonl | test |" in (work / "b" / "README.md").read_text()
+    assert "| medqa | medqa | questions.jsonl | test |" in (work / "b" / "README.md").read_text()
 
 
 def test_source_split_needs_its_source_file(work: Path) -> None:

@@ -30,7 +30,6 @@ from curate.sources.base import (
     Reject,
     SourceData,
     register_adapter,
-    subtask_of,
 )
 from curate.sources.stream import SourceBatch, SourceStream, open_source
 

@@ -50,8 +50,8 @@ class BuildContext:
     recipe_name: str
     work_dir: Path  # persistent across builds of this recipe (caches live here)
     seed: int = 0
-    rank: int = 0
-    world_size: int = 1
+    rank: int = 0  # row steps: index of the shard being run (curate.runner.rows); global steps: 0
+    world_size: int = 1  # row steps: number of shards in the stage; global steps: 1
     options: dict[str, Any] = field(default_factory=dict)  # CLI overrides (teacher_url, teacher_model, ...)
     recipe: Any = None  # curate.recipe.Recipe
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("medcurate"))

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from curate.bench_retrieval import BenchRetriever
 from curate.benchsets import BenchSelection, LoadedBenchmark
-from curate.steps import BuildContext, Step, StepResult, no_rejects, register
+from curate.steps import BuildContext, Step, StepResult, register
 from synth.client import TeacherClient, TeacherError
 from synth.rephrase_prompts import REPHRASE_JUDGE, item_block, parse_verdict
 from synth.runner import (
