@@ -127,7 +127,7 @@ def child_build(work: Path, shape: str, executor: str, profile: int) -> dict:
 
 def run_child(work: Path, shape: str, executor: str, profile: int) -> dict:
     env = {**os.environ, "MEDCURATE_BUILDS": str(work / "builds"), "PYTHONWARNINGS": "ignore",
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     env.setdefault("MEDCURATE_BENCHMARKS", str(DATA))
     proc = subprocess.Popen([sys.executable, __file__, "--child", shape, "--work", str(work), "--executor", executor,
                              "--profile", str(profile)], env=env, stdout=subprocess.PIPE,

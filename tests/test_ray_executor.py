@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+# loopback only; no token auth: ~/.ray/auth_token is shared by every Ray user of this machine and may change
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 os.environ.update(RAY_ENV)  # read when ray is imported: keeps the driver's node address on loopback
 pytest.importorskip("ray")
 
