@@ -61,6 +61,17 @@ def test_lone_surrogate_escape_is_a_reject(tmp_path: Path) -> None:
     assert d.frame["question"].to_list() == ["y"] and reasons(d) == ["invalid_utf8"]
 
 
+def test_json_document_cut_inside_a_utf8_character_is_a_clear_error(tmp_path: Path) -> None:
+    """Found by the fuzz test: a JSON array whose last bytes are half of a 2-byte character raised an
+    IndexError inside the UTF-8 error handler; now it is an InputError naming the byte."""
+    from curate.errors import InputError
+
+    path = tmp_path / "cut.json"
+    path.write_bytes(b'[{"question": "x\xc2')
+    with pytest.raises(InputError, match=r"not valid UTF-8: byte 0xc2 at byte offset 16"):
+        read("medqa", path)
+
+
 def test_deeply_nested_json_is_a_reject(tmp_path: Path) -> None:
     deep = '{"question": ' + "[" * 100_000 + "]" * 100_000 + "}"
     d = read("medqa", write(tmp_path / "a.jsonl", jl(deep, ROW)))

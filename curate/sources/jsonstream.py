@@ -130,10 +130,12 @@ class JsonCursor:
         try:
             text = self.dec.decode(data, final=not data)
         except UnicodeDecodeError as err:
-            offset = start + err.start
+            # err.object = bytes the decoder held back from the last read (an unfinished character) + data:
+            # at end of file `data` is empty and the bad byte is one of those held back
+            held = len(err.object) - len(data)
             raise JsonSyntaxError(
-                f"not valid UTF-8: byte 0x{data[err.start]:02x} at byte offset {offset}",
-                self.line_at(len(self.buf)) + text_lines(data[: err.start]),
+                f"not valid UTF-8: byte 0x{err.object[err.start]:02x} at byte offset {start - held + err.start}",
+                self.line_at(len(self.buf)) + text_lines(err.object[: err.start]),
             ) from None
         if self._first:
             text, self._first = text.removeprefix("\ufeff"), False
