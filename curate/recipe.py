@@ -237,10 +237,9 @@ def validate_recipe(data: dict[str, Any], origin: str = "<recipe>") -> Recipe:
             step_cls.Params.model_validate(spec.params)
         except ValidationError as err:
             problems.append(_format_validation(err, prefix=f"steps.{i}.{spec.name}."))
-    if recipe.teacher is not None:
+    resolve_teacher = _teacher_resolver()
+    if recipe.teacher is not None and resolve_teacher is not None:
         try:
-            from synth.config import resolve_teacher
-
             resolve_teacher(recipe.teacher)
         except ValidationError as err:
             problems.append(_format_validation(err, prefix="teacher."))
@@ -249,6 +248,18 @@ def validate_recipe(data: dict[str, Any], origin: str = "<recipe>") -> Recipe:
     if problems:
         raise RecipeError(f"{origin}: invalid recipe\n" + "\n".join(problems))
     return recipe
+
+
+#: Entry-point group of the function that checks a recipe's `teacher:` profile (medcurate's own is
+#: `synth.config:resolve_teacher`, declared in pyproject): the curate core never imports synth by name.
+TEACHER_ENTRY_POINT = "medcurate.teacher"
+
+
+def _teacher_resolver() -> Any:
+    import importlib.metadata
+
+    eps = list(importlib.metadata.entry_points(group=TEACHER_ENTRY_POINT, name="resolve"))
+    return eps[0].load() if eps else None
 
 
 def find_recipe(name_or_path: str) -> Path:

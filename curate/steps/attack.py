@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from curate.errors import RecipeError
 from curate.resources import recipes_dir
-from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects, register
+from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects
 
 PLAIN = "plain"
 DEFAULT_STYLES = "safety/attack_styles.yaml"
@@ -98,7 +98,6 @@ def rank(seed: int, row_id: str, style: str) -> bytes:
     return hashlib.sha256(f"{seed}:{row_id}:{style}".encode()).digest()
 
 
-@register
 class Attack(Step):
     name = "attack"
     scope = "row"

@@ -30,7 +30,7 @@ import polars as pl
 
 from curate.errors import RecipeError
 from curate.resources import recipes_dir
-from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
+from curate.steps import BuildContext, Step, StepParams, StepResult, split_by
 
 #: Literal escape sequences and HTML tags that stand for a line break.
 BROKEN_BREAKS = r"(?:\\r)?\\n|(?i)<br\s*/?>|</p>\s*<p[^>]*>"
@@ -112,7 +112,6 @@ def repair_chat(s: pl.Series) -> pl.Series:
     return pl.Series(s.name, rows, dtype=s.dtype)
 
 
-@register
 class Clean(Step):
     name = "clean"
     scope = "row"

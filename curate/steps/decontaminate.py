@@ -49,7 +49,7 @@ from pydantic import Field
 
 from curate.benchsets import BENCHMARKS, Benchmark, BenchSelection, file_key, load_benchmark
 from curate.errors import RecipeError
-from curate.steps import BuildContext, Step, StepResult, register, split_by
+from curate.steps import BuildContext, Step, StepResult, split_by
 from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_expr, tokenize
 
 REASON = "benchmark_overlap"
@@ -77,7 +77,6 @@ def _texts(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@register
 class Decontaminate(Step):
     name = "decontaminate"
     scope = "global"

@@ -55,7 +55,7 @@ from curate.minhash import (
     signatures,
 )
 from curate.record import MESSAGE, OPTION
-from curate.steps import BuildContext, Step, StepParams, StepResult, register
+from curate.steps import BuildContext, Step, StepParams, StepResult
 from curate.textnorm import answer_texts, join_expr, norm_expr, option_texts_expr, tokenize
 
 
@@ -271,7 +271,6 @@ def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, ali
     return pairs[ok], jac[ok], stats
 
 
-@register
 class Dedup(Step):
     name = "dedup"
     scope = "global"

@@ -35,7 +35,7 @@ import polars as pl
 from pydantic import Field
 
 from curate.errors import RecipeError
-from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
+from curate.steps import BuildContext, Step, StepParams, StepResult, split_by
 from curate.textnorm import answer_texts, norm_expr
 
 # on normalised text (punctuation already spaces): "", "-", "...", "N/A", "null", "TBD", "Option C", ...
@@ -134,7 +134,6 @@ def _first_match(texts: pl.Expr, hits: pl.Expr) -> pl.Expr:
     return pl.concat_str([pl.lit("'"), texts.list.get(idx.list.first(), null_on_oob=True), pl.lit("'")])
 
 
-@register
 class Filter(Step):
     name = "filter"
     scope = "row"

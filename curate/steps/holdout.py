@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field
 
-from curate.steps import BuildContext, Step, StepParams, StepResult, register
+from curate.steps import BuildContext, Step, StepParams, StepResult
 from curate.textnorm import norm_expr
 
 
@@ -31,7 +31,6 @@ def grams(text: str, n: int) -> set[str]:
     return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-@register
 class Holdout(Step):
     name = "holdout"
     scope = "global"

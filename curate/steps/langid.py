@@ -41,7 +41,7 @@ from typing import Literal
 import polars as pl
 from pydantic import Field
 
-from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
+from curate.steps import BuildContext, Step, StepParams, StepResult, split_by
 
 CONFUSABLE = ("en", "es", "fr", "de", "it", "pt", "nl")
 
@@ -170,7 +170,6 @@ def text_expr(max_chars: int, include_options: bool) -> pl.Expr:
     return pl.concat_str([stem, options], separator=" ").str.strip_chars().str.slice(0, max_chars)
 
 
-@register
 class Langid(Step):
     name = "langid"
     scope = "row"

@@ -35,7 +35,7 @@ from pydantic import Field
 
 from curate.errors import RecipeError
 from curate.record import ADDED_COLUMNS
-from curate.steps import BuildContext, Step, StepParams, StepResult, register, reject
+from curate.steps import BuildContext, Step, StepParams, StepResult, reject
 
 
 def allocate(available: dict[str, int], weights: dict[str, float], total: int | None) -> dict[str, int]:
@@ -71,7 +71,6 @@ class MixParams(StepParams):
     tokenizer: str | None = Field(default=None, description="local HF tokenizer for unit: tokens (else an estimate)")
 
 
-@register
 class Mix(Step):
     name = "mix"
     scope = "global"

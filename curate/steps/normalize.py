@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects, register
+from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects
 
 URL = r"(?i)\b(?:https?://|www\.)\S+"
 EMAIL = r"(?i)\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"
@@ -57,7 +57,6 @@ def _clean(expr: pl.Expr, p: NormalizeParams, extra: list[str] = (), *, lines: b
     return expr.str.replace_all(SPACES, " ").str.strip_chars()
 
 
-@register
 class Normalize(Step):
     name = "normalize"
     scope = "row"

@@ -27,7 +27,7 @@ import polars as pl
 from pydantic import field_validator
 
 from curate.record import DEFAULT_SUBTASK, MESSAGE, SUBTASKS, TASKS
-from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects, register
+from curate.steps import BuildContext, Step, StepParams, StepResult, no_rejects
 from curate.templates import TABLE, TEMPLATE_VERSION, Instruction
 
 #: {subject} when a row has none, per template key.
@@ -132,7 +132,6 @@ def fill(text: str, row: dict[str, Any], key: str, question: str, with_fields: b
     return _BLANKS.sub("\n\n", out).strip()
 
 
-@register
 class Template(Step):
     name = "template"
     scope = "row"

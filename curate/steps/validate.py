@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from curate.steps import BuildContext, Step, StepParams, StepResult, register, split_by
+from curate.steps import BuildContext, Step, StepParams, StepResult, split_by
 
 YES_NO_MAYBE = ("yes", "no", "maybe")
 
@@ -38,7 +38,6 @@ class ValidateParams(StepParams):
     reject_duplicate_option_text: bool = True
 
 
-@register
 class Validate(Step):
     name = "validate"
     scope = "row"

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field
 
-from curate.steps import BuildContext, Step, StepResult, register
+from curate.steps import BuildContext, Step, StepResult
 from synth.cache import CallCache, call_key
 from synth.client import Completion, TeacherClient, TeacherError
 from synth.parse import (
@@ -93,7 +93,6 @@ def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new
     return Verdict(f"{body}\n\nAnswer: {final}", None, None)
 
 
-@register
 class Cot(Step):
     name = "cot"
     scope = "row"

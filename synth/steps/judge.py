@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field
 
-from curate.steps import BuildContext, Step, StepResult, register
+from curate.steps import BuildContext, Step, StepResult
 from synth.cache import CallCache, call_key
 from synth.client import TeacherClient, TeacherError
 from synth.parse import parse_score
@@ -33,7 +33,6 @@ def response_of(row: dict[str, Any]) -> str:
     return f"{expl}\n\nAnswer: {row.get('answer') or ''}".strip()
 
 
-@register
 class Judge(Step):
     name = "judge"
     scope = "row"

@@ -38,7 +38,7 @@ import polars as pl
 from pydantic import Field
 
 from curate.record import MESSAGE
-from curate.steps import BuildContext, Step, StepResult, register
+from curate.steps import BuildContext, Step, StepResult
 from synth.cache import CallCache, call_key
 from synth.client import TeacherClient, TeacherError, run_sync
 from synth.config import CLI_OVERRIDES, TeacherProfile, resolve_teacher
@@ -72,7 +72,6 @@ def parse_answer(row: dict[str, Any], text: str) -> tuple[str | None, int | None
     return parse_ynm(found.text), found.start
 
 
-@register
 class Preference(Step):
     name = "preference"
     scope = "row"

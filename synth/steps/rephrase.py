@@ -28,7 +28,7 @@ from pydantic import Field
 
 from curate.bench_retrieval import BenchRetriever
 from curate.benchsets import BenchSelection, LoadedBenchmark
-from curate.steps import BuildContext, Step, StepResult, register
+from curate.steps import BuildContext, Step, StepResult
 from synth.client import TeacherClient, TeacherError
 from synth.rephrase_prompts import REPHRASE_JUDGE, item_block, parse_verdict
 from synth.runner import (
@@ -71,7 +71,6 @@ def retriever_for(p: BenchSelection) -> tuple[BenchRetriever | None, list[Loaded
     return _RETRIEVERS[key][0], loaded
 
 
-@register
 class DecontaminateRephrase(Step):
     name = "decontaminate_rephrase"
     scope = "global"

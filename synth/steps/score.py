@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 from pydantic import Field
 
-from curate.steps import BuildContext, Step, StepResult, register
+from curate.steps import BuildContext, Step, StepResult
 from synth.client import TeacherClient, TeacherError
 from synth.prompts import fields
 from synth.runner import (
@@ -64,7 +64,6 @@ EDGES = {"complexity_score": [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6],
          "evol_score": [1, 4, 8, 12, 16, 20, 24, 28, 32, 36]}
 
 
-@register
 class Score(Step):
     name = "score"
     scope = "row"
