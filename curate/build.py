@@ -126,11 +126,12 @@ def run_build(
     with run.lock():
         infos = read_sources(recipe, recipe_path, run, overrides=overrides, splits=splits, limit=limit,
                              batch_rows=batch_rows, progress=progress, on_stage=on_stage)
-        warn_emptied_sources(infos, _emptied_source_rejects(infos, source_rejects(recipe, run)))
+        src_rejects = source_rejects(recipe, run)
+        warn_emptied_sources(infos, _emptied_source_rejects(infos, src_rejects))
         parts, ingest_meta = ingest(recipe, run)
         done = run_steps(recipe, parts, run, ctx, batch_rows=batch_rows, executor=executor_for(opts),
                          on_stage=on_stage)
-        rejects = {**source_rejects(recipe, run), INGEST: parts_of(run.path / f"s00-{INGEST}", "rejects-"),
+        rejects = {**src_rejects, INGEST: parts_of(run.path / f"s00-{INGEST}", "rejects-"),
                    **done.rejects}
         manifest = _manifest(recipe, recipe_path, recipe_sha, infos, [ingest_meta, *done.metas], done.parts,
                              limit, opts, batch_rows)
