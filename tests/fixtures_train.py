@@ -44,3 +44,22 @@ def write_config(work: Path):
         return path
 
     return _write
+
+
+def tiny_dpo_run(work: Path, dataset: str, expected_sha256: str, *, batch: int, max_length: int) -> None:
+    """Two DPO steps of the tiny random model on `dataset` (a registry ref or a build folder); the run's
+    lineage must name that dataset by its content hash."""
+    import json
+
+    from train.config import validate_config
+    from train.dpo import run_dpo
+
+    cfg = validate_config("dpo", {
+        "model": "tiny-random-llama", "output_dir": str(work / "dpo-out"), "datasets": [dataset],
+        "training": {"max_steps": 2, "per_device_train_batch_size": batch, "learning_rate": 1e-4,
+                     "max_length": max_length, "logging_steps": 1},
+    })
+    out = Path(run_dpo(cfg))
+    lineage = json.loads((out / "medcurate_training.json").read_text())
+    assert lineage["stage"] == "dpo" and lineage["metrics"]
+    assert lineage["datasets"][0]["sha256"] == expected_sha256

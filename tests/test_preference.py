@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from fixtures_train import tiny_dpo_run
 
 from curate.build import run_build
 from curate.steps import get_step
@@ -343,18 +344,7 @@ def test_output_loads_with_datasets_and_trains_dpo(data_dir: Path, work: Path, m
         assert set(out) >= {"prompt", "chosen", "rejected"}
         assert out["prompt"].endswith("<|im_start|>assistant\n") and "Answer:" in out["chosen"]
 
-    from train.config import validate_config
-    from train.dpo import run_dpo
-
-    cfg = validate_config("dpo", {
-        "model": "tiny-random-llama", "output_dir": str(work / "dpo-out"), "datasets": [str(res.path)],
-        "training": {"max_steps": 2, "per_device_train_batch_size": 4, "learning_rate": 1e-4, "max_length": 512,
-                     "logging_steps": 1},
-    })
-    out = Path(run_dpo(cfg))
-    lineage = json.loads((out / "medcurate_training.json").read_text())
-    assert lineage["stage"] == "dpo" and lineage["metrics"]
-    assert lineage["datasets"][0]["sha256"] == res.manifest["output"]["sha256"]
+    tiny_dpo_run(work, str(res.path), res.manifest["output"]["sha256"], batch=4, max_length=512)
 
 
 @pytest.mark.slow

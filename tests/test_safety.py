@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from fixtures_train import tiny_dpo_run
 
 from curate.build import run_build
 from curate.recipe import SourceSpec
@@ -348,8 +349,6 @@ def test_safety_pairs_pass_trl_checks_and_train_dpo(data_dir: Path, work: Path, 
     import datasets
     from trl.data_utils import is_conversational, maybe_apply_chat_template
 
-    from train.config import validate_config
-    from train.dpo import run_dpo
     from train.tiny import build_tiny_tokenizer
 
     test_csv, _, _ = _carve_test_split(data_dir, work, msb)
@@ -370,15 +369,7 @@ def test_safety_pairs_pass_trl_checks_and_train_dpo(data_dir: Path, work: Path, 
     stage2 = load_config("dpo", Path(__file__).resolve().parents[1] / "recipes" / "train" / "aloe-dpo-stage2.yaml")
     ref = f"{pushed.repo_id}@{pushed.tag}"
     assert [d.ref for d in stage2.datasets] == [ref]
-    cfg = validate_config("dpo", {
-        "model": "tiny-random-llama", "output_dir": str(work / "dpo-out"), "datasets": [ref],
-        "training": {"max_steps": 2, "per_device_train_batch_size": 2, "learning_rate": 1e-4, "max_length": 256,
-                     "logging_steps": 1},
-    })
-    out = Path(run_dpo(cfg))
-    lineage = json.loads((out / "medcurate_training.json").read_text())
-    assert lineage["stage"] == "dpo" and lineage["metrics"]
-    assert lineage["datasets"][0]["sha256"] == res.manifest["output"]["sha256"]
+    tiny_dpo_run(work, ref, res.manifest["output"]["sha256"], batch=2, max_length=256)
 
 
 @pytest.mark.slow
