@@ -59,7 +59,7 @@ def run_steps(recipe: Any, inputs: list[Path], run: RunDir, ctx: BuildContext, *
         else:
             (name, step), = steps
             done.parts, meta = run_global(name, step, done.parts, folder, ctx, batch_rows)
-            done.rejects[name] = [p for p in [folder / "rejects.parquet"] if p.is_file()]
+            done.rejects[name] = sorted(folder.glob("rejects*.parquet"))
             done.scores[name] = [p for p in [folder / "scores.parquet"] if p.is_file()]
             metas = [meta]
         for advance in bars:

@@ -88,6 +88,17 @@ class Step:
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def reads(self, columns: list[str]) -> list[pl.Expr] | None:
+        """Global steps: the columns `apply` decides on, as expressions over the stage's `columns`.
+
+        When given, the runner loads only these (plus `id`) for the whole stage, runs `apply` on them and
+        applies the decision to the whole rows part by part, so a global stage holds its keys, not its rows
+        (1M MedMCQA rows: the explanation, metadata and source columns never enter memory at once). The
+        step must keep its kept rows in input order and must not change the columns it reads (it may add
+        columns: they travel to the whole rows). None (the default): `apply` gets the whole rows.
+        """
+        return None
+
     def estimate(self, frame: pl.DataFrame, ctx: BuildContext) -> dict[str, Any] | None:
         """Optional cost estimate for `--dry-run` (teacher steps). None means "free"."""
         return None

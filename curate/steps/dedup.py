@@ -134,6 +134,9 @@ class DedupParams(StepParams):
         return self
 
 
+HAS_EXPLANATION = pl.col("explanation").fill_null("").str.strip_chars().str.len_chars() > 0
+
+
 def near_text_expr() -> pl.Expr:
     """The text MinHash sees: question + context + sorted options (+ answer when there are no options)."""
     no_opts = pl.col("options").list.len().fill_null(0) == 0
@@ -277,20 +280,29 @@ class Dedup(Step):
     description = "exact and MinHash-LSH near-duplicate removal (within and across sources, against old builds)"
     Params = DedupParams
 
+    def reads(self, columns: list[str]) -> list[pl.Expr]:
+        """The key columns; the explanation only as whether there is one (it decides which copy stays)."""
+        keep = [pl.col(c) for c in ("task", "question", "context", "options", "answer", "turns") if c in columns]
+        return keep + ([HAS_EXPLANATION.alias("has_explanation")] if "explanation" in columns else [])
+
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         p: DedupParams = self.params  # type: ignore[assignment]
         seed = ctx.seed if p.seed is None else p.seed
         old = read_previous(p.against) if p.against else None
         n_old = old.height if old is not None else 0
-        cols = ["id", "task", "question", "context", "options", "answer", "explanation", "turns"]
+        cols = ["id", "task", "question", "context", "options", "answer", "has_explanation", "turns"]
         here = frame.with_columns(*[pl.lit(None, dtype=pl.List(MESSAGE) if c == "turns" else pl.Utf8).alias(c)
-                                    for c in ("task", "turns") if c not in frame.columns])
+                                    for c in ("task", "turns", "context", "explanation") if c not in frame.columns])
+        if "has_explanation" not in here.columns:
+            here = here.with_columns(HAS_EXPLANATION.alias("has_explanation"))
+        if n_old:
+            old = old.with_columns(HAS_EXPLANATION.alias("has_explanation"))
         rows = pl.concat([old.select(cols), here.select(cols)]) if n_old else here.select(cols)
         rows = rows.with_columns(answer_texts(rows).alias("_answer_text"))
         n = rows.height
         is_old = np.zeros(n, dtype=bool)
         is_old[:n_old] = True
-        has_exp = rows["explanation"].fill_null("").str.strip_chars().str.len_chars().to_numpy() > 0
+        has_exp = rows["has_explanation"].to_numpy()
         # priority: earlier build first, then rows with an explanation, then input order (lower = better)
         priority = np.lexsort((np.arange(n), ~has_exp, ~is_old))
         rank = np.empty(n, dtype=np.int64)
