@@ -125,7 +125,10 @@ def _tokenizer_file(ref: str, base_dir: Path) -> Path:
         from huggingface_hub import try_to_load_from_cache
 
         repo, _, revision = ref.partition("@")
-        cached = try_to_load_from_cache(repo, "tokenizer.json", revision=revision or None)
+        try:
+            cached = try_to_load_from_cache(repo, "tokenizer.json", revision=revision or None)
+        except ValueError:  # HFValidationError: not a valid repo id after all (e.g. "a--b")
+            cached = None
     if isinstance(cached, str):  # a path; None or a "known missing" sentinel otherwise
         return Path(cached)
     raise RecipeError(f"tokenizer {ref!r} could not be loaded: no file {path}, and no Hub model {ref!r} with a "

@@ -215,6 +215,8 @@ def test_tokenizer_from_a_folder_and_from_the_local_hub_cache(data_dir: Path, wo
     assert token_counter(f"org/tiny-bpe@{'a' * 40}").path == counter.path
     with pytest.raises(RecipeError, match="no Hub model 'org/absent' with a tokenizer.json in the local"):
         token_counter("org/absent")
+    with pytest.raises(RecipeError, match="no Hub model 'org--x'"):  # not a valid repo id: the same error
+        token_counter("org--x")
     (work / "empty").mkdir()
     with pytest.raises(RecipeError, match="has no tokenizer.json"):
         token_counter("empty")
