@@ -71,8 +71,8 @@ class MixParams(StepParams):
     by: str = Field(default="source", description="column that names the groups")
     seed: int | None = Field(default=None, description="default the recipe seed")
     unit: Literal["rows", "tokens"] = Field(default="rows", description="what weights and `total` measure")
-    tokenizer: str | None = Field(default=None, description="tokenizer.json, folder or cached Hub id for "
-                                  "unit: tokens (default the build's tokenizer, else an estimate)")
+    tokenizer: str | None = Field(default=None, description="tokenizer.json, folder (relative to the cwd) or cached Hub id "
+                                  "for unit: tokens (default the build's tokenizer, else an estimate)")
 
 
 class Mix(Step):
