@@ -6,6 +6,10 @@ manifest, `composition` says "estimate"). The same counter is handed to the step
 the resolved file), so `mix: {unit: tokens}` without its own `tokenizer` counts what the manifest counts.
 What is counted, and how: `curate.tokens`. Each part is read alone (only the key and text columns) and
 reduced to source, task, subtask and tokens of each row (~40 B a row): bounded memory at any build size.
+Cost (benchmarks/token_accounting.py, 20k templated MCQ rows, shared 2-core machine, noisy): the estimate
+counts ~14M tokens/s (2 min for the Aloe mix's 1.8B tokens), a byte-level BPE through `tokenizers` ~0.6M
+tokens/s (~47 min), nearly all of it in the tokenizer's Rust encoder; one pass instead of the two the
+manifest and the composition tables used to make.
 """
 
 from __future__ import annotations
