@@ -23,7 +23,6 @@ from typing import Any
 
 from curate import __version__
 from curate.build_checks import check_not_empty, warn_emptied_sources
-from curate.composition import composition_of
 from curate.errors import MedcurateError, ReconciliationError
 from curate.outdir import check_out_dir
 from curate.recipe import Recipe
@@ -35,7 +34,7 @@ from curate.runner.sources import INGEST, ingest, read_sources, source_rejects
 from curate.runner.state import RunDir, read_parts, run_key
 from curate.runner.state import parts as parts_of
 from curate.runner.state import rows_in as part_rows
-from curate.runner.tokens import count_tokens, load_tokenizer
+from curate.runner.tokens import account_tokens, build_counter
 from curate.runner.write import final_path, write_build
 from curate.steps import BuildContext
 
@@ -106,15 +105,15 @@ def run_build(
     is where an in-memory recipe's relative source paths resolve (default: the cwd).
     `progress(description, total) -> advance(n)` wires progress bars. Options the runner reads:
     `batch_rows` (rows per spilled part, default 50,000), `executor` ("local" or "ray"), `ray_address`,
-    `tokenizer` (exact token counts in the composition tables), `allow_empty`.
+    `tokenizer` (overrides the recipe's `tokenizer:`; see `curate.runner.tokens`), `allow_empty`.
     """
     recipe, recipe_path, recipe_sha = resolve_recipe(recipe_ref, base_dir=base_dir)
     if out is not None and not dry_run:
         check_out_dir(out)  # before any source is read or teacher called
     overrides = _checked_overrides(recipe, source_overrides, source_splits)
     splits = dict(source_splits or {})
-    tokenizer = load_tokenizer(recipe.tokenizer, recipe_path.parent) if recipe.tokenizer else None  # fail fast
-    opts = {**(options or {}), "dry_run": dry_run}
+    counter = build_counter((options or {}).get("tokenizer"), recipe.tokenizer, recipe_path.parent)  # fail fast
+    opts = {**(options or {}), "dry_run": dry_run, "tokenizer": counter.path and str(counter.path)}  # for `mix`
     batch_rows = int(opts.get("batch_rows") or DEFAULT_BATCH_ROWS)
     progress = progress or (lambda description, total: lambda n: None)
     base = builds_root() / recipe.name
@@ -135,9 +134,7 @@ def run_build(
                    **done.rejects}
         manifest = _manifest(recipe, recipe_path, recipe_sha, infos, [ingest_meta, *done.metas], done.parts,
                              limit, opts, batch_rows)
-        if tokenizer is not None:
-            manifest["tokens"] = count_tokens(tokenizer, recipe.tokenizer, done.parts)
-        manifest["composition"] = composition_of(done.parts, manifest["steps"], opts.get("tokenizer"))
+        manifest.update(account_tokens(done.parts, manifest["steps"], counter))  # `tokens`, `composition`
         if dry_run:
             run.remove()
             return BuildResult(path=None, manifest=manifest, estimates=done.estimates)

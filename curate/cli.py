@@ -83,7 +83,7 @@ def build(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate teacher calls and tokens; write nothing.")] = False,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Accept a build with no rows out (else it fails and LATEST stays).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    tokenizer: Annotated[str | None, typer.Option(help="Local tokenizer folder: exact token counts in the report and card.")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="tokenizer.json, a folder with one, or a cached Hub id (overrides the recipe's `tokenizer:`): exact token counts in the manifest, report, card and `mix: {unit: tokens}`.")] = None,
     json_out: JsonFlag = False,
     executor: Annotated[str, typer.Option(help="Where row steps run: local (in-process) or ray (pip install 'medcurate[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one).")] = None,

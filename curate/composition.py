@@ -1,56 +1,51 @@
 """What a build is made of: rows and tokens per source and per sub-task, and the templates used.
 
 Stored in the manifest as `composition` and rendered by the report and the dataset card. Tokens are
-counted by `curate.tokens.row_tokens` on each row's templated chat (or its text fields): exact with a
-tokenizer (build option `tokenizer`, a local Hugging Face tokenizer folder), else estimated as words +
-punctuation, and the manifest says which.
+`curate.tokens.row_tokens` (the text a row trains on): exact with the build's tokenizer (`--tokenizer`,
+else the recipe's `tokenizer:`), else estimated as words + punctuation, and the manifest says which. A
+build computes the keys once over its output parts (`curate.runner.tokens`), so these tables and the
+manifest's `tokens` always agree.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from curate.tokens import row_tokens
+from curate.tokens import TokenCounter, as_counter, row_tokens
 
 
-def composition_of(files: list[Path], steps: list[dict[str, Any]], tokenizer: str | None = None) -> dict[str, Any]:
-    """`composition` of the output rows spilled in `files`, one part at a time (only source, sub-task and
-    token count of each row are kept: bounded memory whatever the build's size)."""
-    works = [_keys(pl.read_parquet(f), tokenizer) for f in files]
-    return _tables(pl.concat(works) if works else _keys(pl.DataFrame(), tokenizer), steps, tokenizer)
-
-
-def composition(frame: pl.DataFrame, steps: list[dict[str, Any]], tokenizer: str | None = None) -> dict[str, Any]:
+def composition(frame: pl.DataFrame, steps: list[dict[str, Any]],
+                tokenizer: str | TokenCounter | None = None) -> dict[str, Any]:
     """{tokens: how counted, by_source / by_subtask: [{name, rows, tokens}], templates: {key:index: rows}}."""
-    return _tables(_keys(frame, tokenizer), steps, tokenizer)
+    counter = as_counter(tokenizer)
+    return composition_from_keys(token_keys(frame, counter), steps, counter.name)
 
 
-def _keys(frame: pl.DataFrame, tokenizer: str | None) -> pl.DataFrame:
-    """source, subtask and tokens of every row."""
+def token_keys(frame: pl.DataFrame, counter: TokenCounter) -> pl.DataFrame:
+    """source, task, subtask ("(none)" when missing) and tokens (Int64) of every row."""
     if frame.height == 0:
-        return pl.DataFrame(schema={"source": pl.Utf8, "subtask": pl.Utf8, "tokens": pl.Int64})
+        return pl.DataFrame(schema={"source": pl.Utf8, "task": pl.Utf8, "subtask": pl.Utf8, "tokens": pl.Int64})
     return frame.select(
-        pl.col("source").fill_null("(none)") if "source" in frame.columns else pl.lit("(none)").alias("source"),
-        (pl.col("subtask") if "subtask" in frame.columns else pl.lit(None, dtype=pl.Utf8)).fill_null("(none)")
-        .alias("subtask"),
-        row_tokens(frame, tokenizer).cast(pl.Int64),
+        *[(pl.col(c) if c in frame.columns else pl.lit(None, dtype=pl.Utf8)).fill_null("(none)").alias(c)
+          for c in ("source", "task", "subtask")],
+        row_tokens(frame, counter).cast(pl.Int64),
     )
 
 
-def _tables(work: pl.DataFrame, steps: list[dict[str, Any]], tokenizer: str | None) -> dict[str, Any]:
+def composition_from_keys(keys: pl.DataFrame, steps: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """`composition` from `token_keys` of the rows (`name`: how tokens were counted)."""
 
     def table(col: str) -> list[dict[str, Any]]:
-        agg = work.group_by(col).agg(pl.len().alias("rows"), pl.col("tokens").sum()).sort(col)
+        agg = keys.group_by(col).agg(pl.len().alias("rows"), pl.col("tokens").sum()).sort(col)
         return [{"name": r[col], "rows": int(r["rows"]), "tokens": int(r["tokens"])} for r in agg.iter_rows(named=True)]
 
     templates: dict[str, int] = {}
     for step in steps:
         for key, n in (step.get("stats") or {}).get("templates_used", {}).items():
             templates[key] = templates.get(key, 0) + int(n)
-    return {"tokens": tokenizer or "estimate (words + punctuation)", "by_source": table("source"),
+    return {"tokens": name, "by_source": table("source"),
             "by_subtask": table("subtask"), "templates": templates}
 
 

@@ -28,7 +28,7 @@ def tokens_section(tokens: dict[str, Any] | None) -> list[str]:
     rows = [["total", "", tokens["total"]]]
     for key in ("source", "task", "subtask"):
         rows += [[key, k, v] for k, v in (tokens.get(f"by_{key}") or {}).items()]
-    return ["", "## Tokens", "", f"Tokenizer `{tokens['tokenizer']}`; message contents, no chat template.", "",
+    return ["", "## Tokens", "", f"Tokenizer `{tokens['tokenizer']}`; the text each row trains on, no chat template.", "",
             _table(["by", "value", "tokens"], rows)]
 
 

@@ -16,9 +16,11 @@ Semantics
   when rows are added, different for another seed. Kept rows stay in input order.
 - Rows left out leave with reason `mix_downsampled` (the detail says kept k of n, and the weight).
 - `unit: tokens` (issue 11; the Aloe paper reports its mix in tokens) measures shares, `total` and
-  availability in tokens (`curate.tokens.row_tokens`, exact with `tokenizer`, else an estimate): each
-  group keeps its rows in the same seeded order while their running token sum stays within its token
-  target. `unit: rows` (default) is the row-count mix above. (`by` already names the group column.)
+  availability in tokens (`curate.tokens.row_tokens`: exact with the step's `tokenizer`, else with the
+  build's - `--tokenizer` or the recipe's `tokenizer:`, so the mix and the manifest's `tokens` agree -
+  else an estimate): each group keeps its rows in the same seeded order while their running token sum
+  stays within its token target. `unit: rows` (default) is the row-count mix above. (`by` already names
+  the group column.)
 - Contract columns that are null in every kept row are dropped (a `build` source may carry columns
   its rows do not use, such as `messages` in a preference mix, which would confuse TRL's format checks).
 """
@@ -36,6 +38,7 @@ from pydantic import Field
 from curate.errors import RecipeError
 from curate.record import ADDED_COLUMNS
 from curate.steps import BuildContext, Step, StepParams, StepResult, reject
+from curate.tokens import row_tokens, token_counter
 
 
 def allocate(available: dict[str, int], weights: dict[str, float], total: int | None) -> dict[str, int]:
@@ -68,7 +71,8 @@ class MixParams(StepParams):
     by: str = Field(default="source", description="column that names the groups")
     seed: int | None = Field(default=None, description="default the recipe seed")
     unit: Literal["rows", "tokens"] = Field(default="rows", description="what weights and `total` measure")
-    tokenizer: str | None = Field(default=None, description="local HF tokenizer for unit: tokens (else an estimate)")
+    tokenizer: str | None = Field(default=None, description="tokenizer.json, folder (relative to the cwd) or cached Hub id "
+                                  "for unit: tokens (default the build's tokenizer, else an estimate)")
 
 
 class Mix(Step):
@@ -108,10 +112,9 @@ class Mix(Step):
         ranks = pl.Series("_rank", [rank_key(seed, i) for i in frame["id"]], dtype=pl.Utf8)
         tagged = frame.with_columns(ranks, key.alias("_group"))
         tagged = tagged.with_columns(pl.col("_rank").rank("ordinal").over("_group").alias("_pos"))
-        if p.unit == "tokens":
-            from curate.tokens import row_tokens
-
-            tagged = tagged.with_columns(row_tokens(frame, p.tokenizer).cast(pl.Int64).alias("_size"))
+        counter = token_counter(p.tokenizer or ctx.options.get("tokenizer")) if p.unit == "tokens" else None
+        if counter is not None:
+            tagged = tagged.with_columns(row_tokens(frame, counter).cast(pl.Int64).alias("_size"))
             running = (tagged.select("_group", "_pos", "_size").sort("_group", "_pos")
                        .with_columns(pl.col("_size").cum_sum().over("_group").alias("_cum")))
             tagged = tagged.join(running.select("_group", "_pos", "_cum"), on=["_group", "_pos"], how="left",
@@ -160,7 +163,7 @@ class Mix(Step):
             for g in groups:
                 stats["groups"][g].update(tokens_available=int(tokens.get(g, 0)), tokens_kept=int(tok_kept.get(g, 0)))
             table = stats["report_tables"][0]
-            table["title"] += " in tokens" + ("" if p.tokenizer else " (estimated: words + punctuation)")
+            table["title"] += " in tokens" + ("" if counter and counter.exact else " (estimated: words + punctuation)")
             table["header"] += ["tokens available", "tokens kept", "token share of mix"]
             for r, g in zip(table["rows"], groups, strict=True):
                 r += [int(tokens.get(g, 0)), int(tok_kept.get(g, 0)), f"{tok_kept.get(g, 0) / t_out:.1%}"]
