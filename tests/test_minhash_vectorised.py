@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curate.minhash import exact_jaccard, shingles
+from curate.minhash import candidate_pairs, exact_jaccard, shingles, signatures, text_shingles
 from curate.recipe import SourceSpec
 from curate.sources import read_source
 from curate.textnorm import tokenize
@@ -34,3 +34,38 @@ def test_exact_jaccard_matches_per_pair_sets(data_dir: Path) -> None:
             want.append(len(x & y) / len(x | y) if x | y else 0.0)
         assert got.tolist() == want
         assert 0 < (got == 1.0).sum() < len(got) and (got > 0.5).sum() >= 300
+
+
+def _questions(data_dir: Path) -> pl.Series:
+    frame = read_source(SourceSpec(name="m", format="medmcqa", path="medmcqa/dev_first3683.json"),
+                        base_dir=data_dir).frame
+    texts = frame["question"].fill_null("")
+    # near copies (the first word dropped) so that buckets hold more than one document
+    return pl.concat([texts, texts.head(1500).str.replace(r"^\S+\s", ""), texts.head(300)])
+
+
+def test_chunked_shingles_are_the_whole_shingles(data_dir: Path) -> None:
+    text = _questions(data_dir)
+    whole = shingles(tokenize(text), 2)
+    chunked = text_shingles(text, 2, chunk=700)
+    assert np.array_equal(whole.values, chunked.values) and np.array_equal(whole.offsets, chunked.offsets)
+
+
+def test_candidate_pairs_are_the_pairs_that_share_a_band_bucket(data_dir: Path) -> None:
+    """Against a dict of band bytes per bucket: all pairs of a bucket up to max_bucket, else a star from its
+    first document (the 300 exact copies make buckets of 3 and more)."""
+    sig = signatures(text_shingles(_questions(data_dir), 2), 64, seed=3)
+    for bands, rows, max_bucket in ((16, 4, 50), (8, 8, 2)):
+        want: set[tuple[int, int]] = set()
+        for band in range(bands):
+            buckets: dict[bytes, list[int]] = {}
+            for i, row in enumerate(sig[:, band * rows:(band + 1) * rows]):
+                buckets.setdefault(row.tobytes(), []).append(i)
+            for members in buckets.values():
+                if len(members) <= max_bucket:
+                    want |= {(a, b) for k, a in enumerate(members) for b in members[k + 1:]}
+                else:
+                    want |= {(members[0], b) for b in members[1:]}
+        got = candidate_pairs(sig, bands, rows, max_bucket=max_bucket)
+        assert [tuple(p) for p in got.tolist()] == sorted(want)
+        assert len(want) > 1500

@@ -134,3 +134,49 @@ def test_check_names_the_step_that_loses_rows() -> None:
     frame = pl.DataFrame({"id": ["a", "b"]})
     with pytest.raises(ReconciliationError, match="step 'x': rows_in 2 != kept 1"):
         accounting.check("x", frame, StepResult(kept=frame.head(1), rejected=no_rejects(frame.head(0))))
+
+
+def test_global_steps_reading_keys_give_the_whole_row_result(data_dir: Path, work: Path, monkeypatch) -> None:
+    """dedup and decontaminate decide on the columns they read; applied to the whole rows part by part,
+    the output, rejects and scores are those of running them on the whole rows at once."""
+    from curate.steps import Step
+    from curate.steps.decontaminate import Decontaminate
+    from curate.steps.dedup import Dedup
+
+    monkeypatch.setenv("MEDCURATE_BENCHMARKS", str(data_dir))
+    recipe = str(_recipe(work))
+    src = {"medqa": str(data_dir / MEDQA)}
+    keyed = run_build(recipe, source_overrides=src, out=work / "keyed", options={"batch_rows": 150})
+    monkeypatch.setattr(Dedup, "reads", Step.reads)
+    monkeypatch.setattr(Decontaminate, "reads", Step.reads)
+    whole = run_build(recipe, source_overrides=src, out=work / "whole", options={"batch_rows": 150})
+    assert keyed.manifest["output"]["sha256"] == whole.manifest["output"]["sha256"]
+    assert _counts(keyed.manifest) == _counts(whole.manifest)
+    for name in ("rejects/dedup.parquet", "rejects/decontaminate.parquet", "scores/dedup.parquet"):
+        assert pl.read_parquet(keyed.path / name).equals(pl.read_parquet(whole.path / name))
+    rejected = pl.read_parquet(keyed.path / "rejects/decontaminate.parquet")
+    assert rejected.height > 0 and {"explanation", "options", "source", "reason", "detail"} <= set(rejected.columns)
+
+
+def test_a_keyed_global_step_that_reorders_rows_is_refused(tmp_path: Path) -> None:
+    from curate.errors import ReconciliationError
+    from curate.runner.globals import run_global
+    from curate.runner.state import write_part
+    from curate.steps import BuildContext, Step, StepResult, no_rejects
+
+    class Reverse(Step):
+        name = "reverse"
+        scope = "global"
+
+        def reads(self, columns: list[str]) -> list[pl.Expr]:
+            return [pl.col("question")]
+
+        def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
+            return StepResult(frame.reverse(), no_rejects(frame))
+
+    part = write_part(pl.DataFrame({"id": ["a", "b", "c"], "question": ["x", "y", "z"], "answer": ["1", "2", "3"]}),
+                      tmp_path / "part-00000.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ReconciliationError, match="not in input order"):
+        run_global("reverse", Reverse(), [part], out, BuildContext(recipe_name="t", work_dir=tmp_path), 10)

@@ -46,17 +46,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from curate.errors import InputError
 from curate.minhash import (
-    UnionFind,
     candidate_pairs,
     estimated_jaccard,
     exact_jaccard,
     optimal_bands,
-    shingles,
     signatures,
+    text_shingles,
 )
 from curate.record import MESSAGE, OPTION
 from curate.steps import BuildContext, Step, StepParams, StepResult
-from curate.textnorm import answer_texts, join_expr, norm_expr, option_texts_expr, tokenize
+from curate.textnorm import answer_texts, join_expr, norm_expr, option_texts_expr
 
 
 class TaskDedup(BaseModel):
@@ -198,43 +197,66 @@ def read_previous(paths: list[str]) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
-def roots_of(n: int, edges: np.ndarray) -> np.ndarray:
-    uf = UnionFind(n)
-    for i, j in edges:
-        uf.union(int(i), int(j))
-    return uf.roots()
+#: Rounds of the vectorised greedy before the undecided rest is finished one row at a time. Real and
+#: benchmark data settle in under 20 rounds (1M derived rows, 11M verified pairs: 9 rounds); only a long
+#: chain of near duplicates ordered by priority (A~B~C~... ) needs more.
+MAX_ROUNDS = 64
 
 
 def resolve_clusters(n: int, edges: np.ndarray, sims: np.ndarray, rank: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Which kept row each row duplicates (itself when kept) and its similarity to it.
 
-    Within each connected component, rows are visited best rank first; a row is kept unless it has a
-    verified edge to a row already kept, in which case it points at the most similar such row. So a
-    row leaves only as the direct near duplicate of a kept row: no A~B~C chains where C is unlike A.
+    Rows are visited best rank first; a row is kept unless it has a verified edge to a row already kept,
+    in which case it points at the most similar such row (ties: the better-ranked one). So a row leaves
+    only as the direct near duplicate of a kept row: no A~B~C chains where C is unlike A.
+
+    The visit is computed in rounds over the edge arrays, not row by row: a row is kept once every
+    better-ranked neighbour has left, and leaves once one of them is kept; that is the row-order result.
+    At 1M rows and 11M pairs a Python dict of neighbours took 60 s and 1.8 GB; the rounds take a few
+    seconds and a few arrays of the edge count.
     """
     target = np.arange(n, dtype=np.int64)
     sim = np.ones(n)
     if edges.shape[0] == 0:
         return target, sim
-    adj: dict[int, dict[int, float]] = {}
-    for (i, j), s in zip(edges.tolist(), sims.tolist(), strict=True):
-        adj.setdefault(i, {})[j] = s
-        adj.setdefault(j, {})[i] = s
-    roots = roots_of(n, edges)
-    members: dict[int, list[int]] = {}
-    for i in adj:
-        members.setdefault(int(roots[i]), []).append(i)
-    for group in members.values():
-        kept: list[int] = []
-        for m in sorted(group, key=lambda x: rank[x]):
-            links = [(adj[m][k], k) for k in kept if k in adj[m]]
-            if links:
-                s, k = max(links, key=lambda t: (t[0], -rank[t[1]]))
-                target[m], sim[m] = k, s
-            else:
-                kept.append(m)
+    a, b = edges[:, 0].astype(np.int64), edges[:, 1].astype(np.int64)
+    swap = rank[a] > rank[b]
+    u, v = np.where(swap, b, a), np.where(swap, a, b)  # u ranks better than v
+    state = np.zeros(n, dtype=np.int8)  # 0 undecided, 1 kept, 2 left
+    live = np.arange(u.shape[0])
+    for _ in range(MAX_ROUNDS):
+        if not live.size:
+            break
+        blocked = np.zeros(n, dtype=bool)
+        blocked[v[live][state[u[live]] != 2]] = True
+        state[(state == 0) & ~blocked] = 1
+        hit = v[live][state[u[live]] == 1]
+        state[hit] = 2
+        live = live[state[v[live]] == 0]
+    if live.size:
+        _finish_in_order(state, u[live], v[live], rank)
+    state[state == 0] = 1
+    sel = (state[u] == 1) & (state[v] == 2)
+    eu, ev, es = u[sel], v[sel], sims[sel]
+    order = np.lexsort((rank[eu], -es, ev))  # per left row: most similar kept neighbour, then best rank
+    first = np.ones(order.shape[0], dtype=bool)
+    first[1:] = ev[order][1:] != ev[order][:-1]
+    pick = order[first]
+    target[ev[pick]] = eu[pick]
+    sim[ev[pick]] = es[pick]
     return target, sim
+
+
+def _finish_in_order(state: np.ndarray, u: np.ndarray, v: np.ndarray, rank: np.ndarray) -> None:
+    """The rows still undecided after MAX_ROUNDS, one at a time in rank order (`u` ranks better than `v`)."""
+    by_v = np.argsort(v, kind="stable")
+    u, v = u[by_v], v[by_v]
+    starts = np.searchsorted(v, np.arange(state.shape[0] + 1))
+    todo = np.nonzero(state == 0)[0]
+    for m in todo[np.argsort(rank[todo], kind="stable")].tolist():
+        better = u[starts[m]:starts[m + 1]]
+        state[m] = 2 if (state[better] == 1).any() else 1
 
 
 def _default_settings(p: DedupParams) -> TaskDedup:
@@ -256,7 +278,8 @@ def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, ali
     if t.norm_numbers:
         rows = _zero_numbers(rows)
     text = rows.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
-    sh = shingles(tokenize(text), t.ngram)
+    sh = text_shingles(text, t.ngram)
+    del text
     sig = signatures(sh, t.num_perm, seed)
     active = alive & (np.diff(sh.offsets) > 0)
     pairs = candidate_pairs(sig, bands, rows_per_band, active=active)
@@ -265,8 +288,7 @@ def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, ali
     ok = jac >= t.threshold
     if p.min_option_jaccard > 0 and pairs.shape[0]:
         # a shared stem or case text with different options is a different question
-        opts = rows.select(option_texts_expr(sort=True).alias("o"))["o"]
-        osh = shingles(tokenize(opts), 1)
+        osh = text_shingles(rows.select(option_texts_expr(sort=True).alias("o"))["o"], 1)
         both = (np.diff(osh.offsets)[pairs[:, 0]] > 0) & (np.diff(osh.offsets)[pairs[:, 1]] > 0)
         ok &= ~both | (exact_jaccard(osh, pairs) >= p.min_option_jaccard)
     stats.update({"rows_compared": int(rows.height), "candidate_pairs": int(pairs.shape[0]),
@@ -315,9 +337,15 @@ class Dedup(Step):
 
         # ---- exact duplicates ------------------------------------------------------------------------
         if p.exact and n:
-            keys = rows.select(exact_key_expr().alias("k"), pl.Series("_rank", rank)).with_row_index("_i")
-            best = keys.sort("_rank").group_by("k", maintain_order=True).agg(pl.col("_i").first().alias("_rep"))
-            mapped = keys.join(best, on="k", how="left").sort("_i")["_rep"].to_numpy().astype(np.int64)
+            # the key as two 64-bit hashes (16 bytes a row, not the ~300-byte string; a false match needs a
+            # 128-bit collision)
+            key = exact_key_expr()
+            keys = rows.select(key.hash(1).alias("k1"), key.hash(2).alias("k2"),
+                               pl.Series("_rank", rank)).with_row_index("_i")
+            best = (keys.sort("_rank").group_by("k1", "k2", maintain_order=True)
+                    .agg(pl.col("_i").first().alias("_rep")))
+            mapped = keys.join(best, on=["k1", "k2"], how="left").sort("_i")["_rep"].to_numpy().astype(np.int64)
+            del keys, best
             dup = mapped != np.arange(n)
             rep[dup] = mapped[dup]
             reason[dup] = "exact_duplicate"
