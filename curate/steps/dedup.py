@@ -361,7 +361,9 @@ class Dedup(Step):
                 idx = np.nonzero(member)[0]
                 if not idx.size:
                     continue
-                edges, sims, gstats = _near_edges(rows[idx], settings, p, seed, alive[idx], is_old[idx])
+                sub = rows if idx.size == n else rows[idx]  # one group: no copy of every key text
+                edges, sims, gstats = _near_edges(sub, settings, p, seed, alive[idx], is_old[idx])
+                del sub
                 all_edges.append(idx[edges])
                 all_sims.append(sims)
                 if gname == "default":
