@@ -17,6 +17,7 @@ visible to `get` at once; `close()` and `flush()` commit everything.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 import threading
@@ -69,6 +70,28 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _settle(futures: list[Future[None] | asyncio.Future[None]], err: BaseException | None) -> None:
+    """From the writer thread: resolve a commit's futures; asyncio ones in their loop, one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for fut in futures:
+        if isinstance(fut, Future):
+            if not fut.done():
+                fut.set_exception(err) if err is not None else fut.set_result(None)
+        else:
+            by_loop.setdefault(fut.get_loop(), []).append(fut)
+    for loop, futs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle_in_loop, futs, err)
+        except RuntimeError:  # the loop closed: nobody waits for these any more
+            pass
+
+
+def _settle_in_loop(futures: list[asyncio.Future[None]], err: BaseException | None) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(err) if err is not None else fut.set_result(None)
+
+
 class CallCache:
     """sqlite-backed map key -> response JSON (the parsed OpenAI chat-completions body)."""
 
@@ -94,14 +117,31 @@ class CallCache:
             row = self._conn.execute("SELECT response FROM calls WHERE key = ?", (key,)).fetchone()
         return orjson.loads(row[0]) if row else None
 
+    def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """The cached responses of those `keys` that are cached: exactly the hits `get` gives key by key, in one
+        `SELECT ... WHERE key IN (...)` per 500 keys (about 2 us a key instead of 12 us for a SELECT each;
+        the teacher steps look up a whole frame's first calls before sending any)."""
+        found = {k: self._pending[k] for k in keys if k in self._pending}
+        rest = [k for k in keys if k not in found]
+        with self._lock:
+            for i in range(0, len(rest), 500):
+                chunk = rest[i : i + 500]
+                q = f"SELECT key, response FROM calls WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, response in self._conn.execute(q, chunk):
+                    found[k] = orjson.loads(response)
+        return found
+
     def put(self, key: str, *, model: str, template: str, request: dict[str, Any],
-            response: dict[str, Any]) -> Future[None]:
+            response: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None) -> Future[None] | asyncio.Future[None]:
         """Queue one completed call for the writer thread; the future resolves once it is committed.
 
-        `request` is stored in its audit form (`audit_request`): params and the final message."""
+        `request` is stored in its audit form (`audit_request`): params and the final message. With `loop`
+        (called from that loop's thread), the future is an asyncio one of that loop, and the writer resolves
+        all of a commit's futures of a loop with one `call_soon_threadsafe` (one loop wake-up per commit
+        instead of one per call through `asyncio.wrap_future`)."""
         if self._error is not None:
             raise self._error
-        done: Future[None] = Future()
+        done: Future[None] | asyncio.Future[None] = Future() if loop is None else loop.create_future()
         with self._wake:
             if self._writer is None:
                 self._writer = threading.Thread(target=self._write_loop, name="call-cache-writer", daemon=True)
@@ -130,21 +170,17 @@ class CallCache:
                     conn.executemany(_INSERT, rows)
                     conn.execute("COMMIT")
                 except BaseException as err:
-                    for *_, done in batch:
-                        done.set_exception(err)
+                    _settle([done for *_, done in batch], err)
                     raise
                 with self._wake:
                     for k, *_ in batch:
                         self._pending.pop(k, None)
                     self._wake.notify_all()
-                for *_, done in batch:
-                    done.set_result(None)
+                _settle([done for *_, done in batch], None)
         except BaseException as err:  # noqa: BLE001 - surfaced by the next put / flush / close
             self._error = err
             with self._wake:
-                for *_, done in self._queue:
-                    if not done.done():
-                        done.set_exception(err)
+                _settle([done for *_, done in self._queue], err)
                 self._wake.notify_all()
         finally:
             conn.close()

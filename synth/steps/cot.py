@@ -131,13 +131,15 @@ class Cot(Step):
         template = COT_TEMPLATES.get(row["task"])
         if template is None:
             return RowOutcome(None, 0, "unsupported_task", f"no CoT template for task {row['task']!r}")
-        messages = template.render(fields(row))
+        first = row.get("_first")  # (messages, key) of attempt 1, from `_prefetch`
+        messages = first[0] if first else template.render(fields(row))
         out = RowOutcome(None, 0, None, None)
         for attempt in range(1, self.params.max_attempts + 1):
             out.attempts = attempt
             try:
                 comp: Completion = await client.chat(
-                    messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)), template=template.version
+                    messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)), template=template.version,
+                    key=first[1] if first and attempt == 1 else None,
                 )
             except TeacherError as err:
                 out.reason, out.detail = "teacher_error", f"attempt {attempt}: {err}"
@@ -157,13 +159,27 @@ class Cot(Step):
             out.reason, out.detail = verdict.reason, f"{attempt} attempt(s); last: {verdict.detail}"
         return out
 
+    def _prefetch(self, client: TeacherClient, rows: list[dict[str, Any]], base_seed: int) -> None:
+        """Render every row's prompt and look up all first attempts in the cache in one batch (`prefetch`):
+        `_row` reuses the messages and keys, and no call pays a SELECT of its own."""
+        keys = []
+        for row in rows:
+            template = COT_TEMPLATES.get(row["task"])
+            if template is not None:
+                messages = template.render(fields(row))
+                key = client.key(messages, self.gen_params(derive_seed(base_seed, row["id"], 1)), template.version)
+                row["_first"] = (messages, key)
+                keys.append(key)
+        client.prefetch(keys)
+
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         profile = profile_for(self.params, ctx)
         base_seed = self._base_seed(ctx)
         rows = frame.select("id", "task", "question", "context", "options", "answer").to_dicts()
 
         outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed), profile,
-                                      cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed)
+                                      cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed,
+                                      prepare=lambda c: self._prefetch(c, rows, base_seed))
 
         tagged = frame.with_columns(
             pl.Series("cot", [o.cot for o in outs], dtype=pl.Utf8),
