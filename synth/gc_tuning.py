@@ -31,16 +31,19 @@ GEN0_THRESHOLD = 20_000
 _lock = threading.Lock()
 _users = 0
 _saved: tuple[int, ...] | None = None
+_froze = False
 
 
 @contextmanager
 def client_gc() -> Iterator[None]:
     """Fewer, cheaper garbage collections while the block runs (see the module docstring)."""
-    global _users, _saved
+    global _users, _saved, _froze
     with _lock:
         if _users == 0:
             _saved = gc.get_threshold()
-            gc.freeze()
+            _froze = gc.get_freeze_count() == 0  # someone else's freeze is left alone (unfreeze would undo it)
+            if _froze:
+                gc.freeze()
             gc.set_threshold(max(GEN0_THRESHOLD, _saved[0]), *_saved[1:])
         _users += 1
     try:
@@ -50,5 +53,6 @@ def client_gc() -> Iterator[None]:
             _users -= 1
             if _users == 0 and _saved is not None:
                 gc.set_threshold(*_saved)
-                gc.unfreeze()
+                if _froze:
+                    gc.unfreeze()
                 _saved = None

@@ -175,7 +175,8 @@ def echo_measures(body: list[str], source: list[str], max_copied: float, n: int 
     new = len(body) - sum(flags)
     if len(body) >= n:
         grams = len(body) - n + 1
-        bound = sum(max(0, len(run) - n + 1) for run in flags.split(b"\x00")) / grams
+        runs = re.findall(b"\x01{%d,}" % n, flags)  # runs of n or more source words (few; scanned in C)
+        bound = (sum(map(len, runs)) - (n - 1) * len(runs)) / grams
         if bound <= max_copied:
             return new, None
     return new, copied_fraction(body, source, n)
