@@ -132,10 +132,13 @@ class CallCache:
         return found
 
     def put(self, key: str, *, model: str, template: str, request: dict[str, Any],
-            response: dict[str, Any], loop: asyncio.AbstractEventLoop | None = None) -> Future[None] | asyncio.Future[None]:
+            response: dict[str, Any], response_raw: bytes | None = None,
+            loop: asyncio.AbstractEventLoop | None = None) -> Future[None] | asyncio.Future[None]:
         """Queue one completed call for the writer thread; the future resolves once it is committed.
 
-        `request` is stored in its audit form (`audit_request`): params and the final message. With `loop`
+        `request` is stored in its audit form (`audit_request`): params and the final message; `response_raw`,
+        when given, is the response as received (valid JSON of `response`), stored as it is instead of being
+        serialised again on the writer thread. With `loop`
         (called from that loop's thread), the future is an asyncio one of that loop, and the writer resolves
         all of a commit's futures of a loop with one `call_soon_threadsafe` (one loop wake-up per commit
         instead of one per call through `asyncio.wrap_future`)."""
@@ -147,7 +150,7 @@ class CallCache:
                 self._writer = threading.Thread(target=self._write_loop, name="call-cache-writer", daemon=True)
                 self._writer.start()
             self._pending[key] = response
-            self._queue.append((key, model, template, request, response, time.time(), done))
+            self._queue.append((key, model, template, request, response_raw or response, time.time(), done))
             if len(self._queue) == 1:  # wake the writer only when it may be idle: no GIL ping-pong per call
                 self._wake.notify()
         return done
@@ -163,7 +166,7 @@ class CallCache:
                         return
                     batch = list(self._queue)
                     self._queue.clear()
-                rows = [(k, m, t, orjson.dumps(audit_request(req)), orjson.dumps(resp), ts)
+                rows = [(k, m, t, orjson.dumps(audit_request(req)), resp if isinstance(resp, bytes) else orjson.dumps(resp), ts)
                         for k, m, t, req, resp, ts, _ in batch]
                 try:
                     conn.execute("BEGIN IMMEDIATE")

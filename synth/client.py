@@ -283,11 +283,11 @@ class TeacherClient:
         self._pending[key] = fut
         try:
             request = {"model": self.profile.model, "messages": messages, **params}
-            body = await self._post(request)
+            body, raw = await self._post(request)
             completion = Completion.from_body(body)
             if self.cache is not None:  # the answer is used only once it is committed (see synth.cache)
                 await self.cache.put(key, model=self.profile.model, template=template, request=request,
-                                     response=body, loop=asyncio.get_running_loop())
+                                     response=body, response_raw=raw, loop=asyncio.get_running_loop())
                 self._absent.discard(key)
             self.stats.prompt_tokens += completion.usage["prompt_tokens"]
             self.stats.completion_tokens += completion.usage["completion_tokens"]
@@ -352,7 +352,8 @@ class TeacherClient:
         cap = min(self.profile.backoff_max_s, self.profile.backoff_base_s * (2**attempt))
         return self._rng.uniform(cap / 2, cap)  # jitter so a burst of failures does not retry in lockstep
 
-    async def _post(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """The validated completion body, parsed and as received (the cache stores the bytes as they came)."""
         assert self._session is not None and self._sem is not None, "use `async with TeacherClient(...)`"
         p = self.profile
         data = orjson.dumps(request)
@@ -418,7 +419,7 @@ class TeacherClient:
                 raise TeacherError(f"response exceeds max_response_bytes={cap}", 1, "oversized_body")
             chunks.append(chunk)
 
-    async def _once(self, url: str, data: bytes) -> dict[str, Any]:
+    async def _once(self, url: str, data: bytes) -> tuple[dict[str, Any], bytes]:
         assert self._session is not None
         try:
             async with self._session.post(url, data=data) as resp:
@@ -443,7 +444,7 @@ class TeacherClient:
             check_completion(body)
         except (orjson.JSONDecodeError, ValueError, AttributeError, TypeError) as err:
             raise _Retry("invalid_body", f"invalid completion body ({len(raw)} bytes: {err})") from None
-        return body
+        return body, raw
 
 
 def _run(factory: Callable[[], Awaitable[T]]) -> T:

@@ -170,8 +170,8 @@ def echo_measures(body: list[str], source: list[str], max_copied: float, n: int 
     `max_copied` and the n-gram sets are never built: about 4 us per MedQA reply instead of about 25 us for
     both exact measures (the `cot` step verifies every reply on the event-loop thread). When the bound is
     above, the exact fraction is computed, so the echo decision is the same as with the exact measures."""
-    src = set(source)
-    flags = bytes(map(src.__contains__, body))  # 1 where the body word occurs in the source
+    shared = set(body).intersection(source)  # body words that occur in the source (no set of the source built)
+    flags = bytes(map(shared.__contains__, body))  # 1 where the body word occurs in the source
     new = len(body) - sum(flags)
     if len(body) >= n:
         grams = len(body) - n + 1
