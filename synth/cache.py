@@ -104,7 +104,7 @@ class CallCache:
         # group commit: calls waiting for the writer thread (visible to `get` through `_pending`)
         self._queue: deque[tuple[str, str, str, dict[str, Any], dict[str, Any], float, Future[None]]] = deque()
         self._pending: dict[str, dict[str, Any]] = {}
-        self._wake = threading.Condition()
+        self._wake = threading.Condition(threading.Lock())  # never re-entered: a plain lock is cheaper than an RLock
         self._closing = False
         self._error: BaseException | None = None
         self._writer: threading.Thread | None = None

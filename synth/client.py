@@ -128,7 +128,7 @@ class Completion:
         if not isinstance(choices, list) or not choices:
             raise ValueError("response has no `choices`")
         out = []
-        for ch in sorted(choices, key=lambda c: c.get("index", 0)):
+        for ch in choices if len(choices) == 1 else sorted(choices, key=lambda c: c.get("index", 0)):
             msg = ch.get("message") or {}
             text = msg.get("content")
             if text is None and "text" in ch:

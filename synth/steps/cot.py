@@ -132,16 +132,17 @@ class Cot(Step):
         template = COT_TEMPLATES.get(row["task"])
         if template is None:
             return RowOutcome(None, 0, "unsupported_task", f"no CoT template for task {row['task']!r}")
-        first = row.get("_first")  # (messages, key) of attempt 1, from `_prefetch`
+        first = row.get("_first")  # (messages, params, key) of attempt 1, from `_prefetch`
         messages = first[0] if first else template.render(fields(row))
         out = RowOutcome(None, 0, None, None)
         for attempt in range(1, self.params.max_attempts + 1):
             out.attempts = attempt
             try:
-                comp: Completion = await client.chat(
-                    messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)), template=template.version,
-                    key=first[1] if first and attempt == 1 else None,
-                )
+                if first and attempt == 1:
+                    comp: Completion = await client.chat(messages, first[1], template=template.version, key=first[2])
+                else:
+                    comp = await client.chat(messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)),
+                                             template=template.version)
             except TeacherError as err:
                 out.reason, out.detail = "teacher_error", f"attempt {attempt}: {err}"
                 return out
@@ -168,8 +169,9 @@ class Cot(Step):
             template = COT_TEMPLATES.get(row["task"])
             if template is not None:
                 messages = template.render(fields(row))
-                key = client.key(messages, self.gen_params(derive_seed(base_seed, row["id"], 1)), template.version)
-                row["_first"] = (messages, key)
+                params = self.gen_params(derive_seed(base_seed, row["id"], 1))
+                key = client.key(messages, params, template.version)
+                row["_first"] = (messages, params, key)
                 keys.append(key)
         client.prefetch(keys)
 
