@@ -153,3 +153,35 @@ def test_client_gc_leaves_a_callers_freeze_alone() -> None:
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_call_key_equals_the_hash_of_the_whole_payload(medqa_rows: pl.DataFrame, pubmedqa_rows: pl.DataFrame) -> None:
+    """The prefix-cached key is byte-for-byte the documented one on real prompts of every CoT template, and for
+    odd message lists (one message, extra keys, non-ASCII, a head shared by two templates' versions)."""
+    import hashlib
+
+    import orjson
+
+    from synth.cache import call_key
+
+    def reference(model, params, messages, template):
+        payload = orjson.dumps({"model": model, "params": params, "messages": messages, "template": template},
+                               option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(payload).hexdigest()
+
+    cases = []
+    for row in medqa_rows.to_dicts() + pubmedqa_rows.to_dicts():
+        tmpl = COT_TEMPLATES[row["task"]]
+        cases.append(("m", {**PARAMS, "seed": len(cases)}, tmpl.render(fields(row)), tmpl.version))
+    cases += [
+        ("m", {}, [{"role": "user", "content": "q"}], "t"),
+        ("m", {"b": 1, "a": [2, {"z": 1, "y": 2}]}, [], "t"),
+        ("m", {}, [{"role": "system", "content": "s", "name": "x"}, {"role": "user", "content": "é µg"}], "t"),
+        ("m", {}, [{"role": "system", "content": "s"}, {"role": "user", "content": "q", "name": "n"}], "t"),
+        ("modèle", {"seed": 1}, [{"content": "s", "role": "system"}, {"role": "user", "content": "q"}], "t2"),
+        ("m", {}, [{"role": "user", "name": "x"}, {"role": "user", "content": "q"}], "t"),
+        ("m", {}, [{"role": "user", "content": None}, {"role": "user", "content": "q"}], "t"),
+        ("m", {}, [{"role": "user", "content": [{"type": "text", "text": "a"}]}, {"role": "user", "content": "q"}], "t"),
+    ]
+    for case in cases * 2:  # the second pass hits the cached prefixes
+        assert call_key(*case) == reference(*case)
