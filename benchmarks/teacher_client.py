@@ -11,7 +11,8 @@ the numbers measure the client side. Four contenders send the same rendered mess
   documented fast transport (the strongest peer setup);
 - "bare aiohttp + orjson": one session, orjson in and out, a semaphore and nothing else: the floor of
   any Python client.
-Each contender runs `--repeat` times per setting, interleaved; the table shows the median req/s with
+All run through `synth.client.run_sync` (uvloop when installed, the collector tuned by
+`synth.gc_tuning`), so none gets a faster loop. Each contender runs `--repeat` times per setting, interleaved; the table shows the median req/s with
 min and max, CPU ms per request (this process, all threads) and ours / that contender. Rows are real
 MedQA training questions when ../shared/data is present, else synthetic ones of the same size.
 """
@@ -223,7 +224,8 @@ def main() -> None:
         loop = "uvloop"
     except ImportError:
         loop = "asyncio (pip install uvloop: about 25% less client CPU)"
-    print(f"(all contenders run on the same event loop: {loop}; cache replay = rows/s served from the sqlite "
+    print(f"(all contenders run through synth.client.run_sync: the same event loop ({loop}) and collector settings "
+          f"(synth.gc_tuning); cache replay = rows/s served from the sqlite "
           "cache, no HTTP; target: ours >= 0.80x the bare floor at 512 in flight)")
 
 
