@@ -18,6 +18,7 @@ visible to `get` at once; `close()` and `flush()` commit everything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -114,10 +115,8 @@ def _settle(futures: list[Future[None] | asyncio.Future[None]], err: BaseExcepti
         else:
             by_loop.setdefault(fut.get_loop(), []).append(fut)
     for loop, futs in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for these any more
             loop.call_soon_threadsafe(_settle_in_loop, futs, err)
-        except RuntimeError:  # the loop closed: nobody waits for these any more
-            pass
 
 
 def _settle_in_loop(futures: list[asyncio.Future[None]], err: BaseException | None) -> None:
