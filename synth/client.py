@@ -33,6 +33,7 @@ from curate.redact import redact_text, short_reason
 from curate.runner.balance import shared_load
 from synth.cache import CallCache, call_key
 from synth.config import TeacherProfile
+from synth.gc_tuning import client_gc
 
 T = TypeVar("T")
 
@@ -127,7 +128,7 @@ class Completion:
         if not isinstance(choices, list) or not choices:
             raise ValueError("response has no `choices`")
         out = []
-        for ch in sorted(choices, key=lambda c: c.get("index", 0)):
+        for ch in choices if len(choices) == 1 else sorted(choices, key=lambda c: c.get("index", 0)):
             msg = ch.get("message") or {}
             text = msg.get("content")
             if text is None and "text" in ch:
@@ -209,6 +210,8 @@ class TeacherClient:
         self._sem: asyncio.Semaphore | None = None
         self._pending: dict[str, asyncio.Future[Completion]] = {}
         self._ready: asyncio.Task[None] | None = None
+        self._prefetched: dict[str, dict[str, Any]] = {}  # see `prefetch`
+        self._absent: set[str] = set()
         self._headers = {"Content-Type": "application/json"}
         key = profile.api_key()
         self._secrets = (key,) if key else ()
@@ -236,19 +239,41 @@ class TeacherClient:
     def key(self, messages: list[dict[str, str]], params: dict[str, Any], template: str) -> str:
         return call_key(self.profile.model, self.request_params(params), messages, template)
 
-    async def chat(self, messages: list[dict[str, str]], params: dict[str, Any], *, template: str) -> Completion:
-        """One chat completion, from the cache when this exact call was completed before."""
+    def prefetch(self, keys: list[str]) -> int:
+        """Look up many calls' cache entries at once (`CallCache.get_many`) before they are made: `chat` then
+        serves those hits from memory and skips the per-call SELECT for the keys found absent. Returns the
+        number of usable hits. A call another process caches after the prefetch is paid again (it was in
+        flight in both builds at once); calls of this client are never paid twice (`_absent` forgets a key
+        once this client caches it, and concurrent identical calls share one request)."""
+        if self.cache is None or not keys:
+            return 0
+        found = self.cache.get_many(keys)
+        usable_hits = {k: body for k, body in found.items() if usable(body)}
+        self._prefetched.update(usable_hits)
+        self._absent.update(k for k in keys if k not in usable_hits)
+        return len(usable_hits)
+
+    async def chat(self, messages: list[dict[str, str]], params: dict[str, Any], *, template: str,
+                   key: str | None = None) -> Completion:
+        """One chat completion, from the cache when this exact call was completed before. `key`: this call's
+        `self.key(messages, params, template)` when the caller computed it already (for `prefetch`)."""
         self.stats.calls += 1
         params = self.request_params(params)
-        key = call_key(self.profile.model, params, messages, template)
+        if key is None:
+            key = call_key(self.profile.model, params, messages, template)
         if self.cache is not None:
-            hit = self.cache.get(key)
+            hit = self._prefetched.pop(key, None)
+            if hit is None and key not in self._absent:
+                hit = self.cache.get(key)
             if hit is not None and usable(hit):  # a bad body cached by an older version is a miss
                 self.stats.cache_hits += 1
                 return Completion.from_body(hit, cached=True)
         if self._ready is None:
             self._ready = asyncio.ensure_future(self.preflight())
-        await asyncio.shield(self._ready)
+        if not self._ready.done():
+            await asyncio.shield(self._ready)
+        elif self._ready.exception() is not None:
+            raise self._ready.exception()  # type: ignore[misc]
         pending = self._pending.get(key)
         if pending is not None:  # the same call is already in flight: share its answer
             result = await asyncio.shield(pending)
@@ -258,11 +283,12 @@ class TeacherClient:
         self._pending[key] = fut
         try:
             request = {"model": self.profile.model, "messages": messages, **params}
-            body = await self._post(request)
+            body, raw = await self._post(request)
             completion = Completion.from_body(body)
             if self.cache is not None:  # the answer is used only once it is committed (see synth.cache)
-                await asyncio.wrap_future(self.cache.put(key, model=self.profile.model, template=template,
-                                                         request=request, response=body))
+                await self.cache.put(key, model=self.profile.model, template=template, request=request,
+                                     response=body, response_raw=raw, loop=asyncio.get_running_loop())
+                self._absent.discard(key)
             self.stats.prompt_tokens += completion.usage["prompt_tokens"]
             self.stats.completion_tokens += completion.usage["completion_tokens"]
             fut.set_result(completion)
@@ -326,7 +352,8 @@ class TeacherClient:
         cap = min(self.profile.backoff_max_s, self.profile.backoff_base_s * (2**attempt))
         return self._rng.uniform(cap / 2, cap)  # jitter so a burst of failures does not retry in lockstep
 
-    async def _post(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _post(self, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """The validated completion body, parsed and as received (the cache stores the bytes as they came)."""
         assert self._session is not None and self._sem is not None, "use `async with TeacherClient(...)`"
         p = self.profile
         data = orjson.dumps(request)
@@ -375,11 +402,16 @@ class TeacherClient:
                                "oversized_body")
         chunks: list[bytes] = []
         size = 0
+        content = resp.content
         while True:
-            try:
-                chunk = await asyncio.wait_for(resp.content.readany(), p.read_timeout_s)
-            except TimeoutError:
-                raise _Retry("read_timeout", f"response body stalled: no bytes for {p.read_timeout_s:g}s") from None
+            # what is buffered already is taken without arming a timer (a small body usually arrives with the
+            # headers); only an actual wait for bytes runs under the idle-read timeout
+            chunk = content.read_nowait() if not content.at_eof() else b""
+            if not chunk and not content.at_eof():
+                try:
+                    chunk = await asyncio.wait_for(content.readany(), p.read_timeout_s)
+                except TimeoutError:
+                    raise _Retry("read_timeout", f"response body stalled: no bytes for {p.read_timeout_s:g}s") from None
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -387,7 +419,7 @@ class TeacherClient:
                 raise TeacherError(f"response exceeds max_response_bytes={cap}", 1, "oversized_body")
             chunks.append(chunk)
 
-    async def _once(self, url: str, data: bytes) -> dict[str, Any]:
+    async def _once(self, url: str, data: bytes) -> tuple[dict[str, Any], bytes]:
         assert self._session is not None
         try:
             async with self._session.post(url, data=data) as resp:
@@ -412,17 +444,21 @@ class TeacherClient:
             check_completion(body)
         except (orjson.JSONDecodeError, ValueError, AttributeError, TypeError) as err:
             raise _Retry("invalid_body", f"invalid completion body ({len(raw)} bytes: {err})") from None
-        return body
+        return body, raw
 
 
 def _run(factory: Callable[[], Awaitable[T]]) -> T:
-    """asyncio.run, on uvloop when it is installed (about half the client CPU per request)."""
+    """asyncio.run, on uvloop when it is installed (about half the client CPU per request), with the collector
+    tuned for many requests in flight (synth.gc_tuning)."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(factory())  # type: ignore[arg-type]
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(factory())  # type: ignore[arg-type]
+        uvloop = None
+    with client_gc():  # fewer garbage collections while hundreds of requests are in flight
+        if uvloop is None:
+            return asyncio.run(factory())  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(factory())  # type: ignore[arg-type]
 
 
 def run_sync(factory: Callable[[], Awaitable[T]]) -> T:

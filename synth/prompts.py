@@ -27,11 +27,18 @@ class Template:
         text = repr((self.name, self.system, self.user, self.shots))
         return f"{self.name}@{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
-    def render(self, values: dict[str, str]) -> Messages:
+    @cached_property
+    def _head(self) -> Messages:
+        """System prompt and few-shot turns: the same for every row, so formatted once."""
         msgs: Messages = [{"role": "system", "content": self.system}]
         for shot_values, reply in self.shots:
             msgs.append({"role": "user", "content": self.user.format(**shot_values)})
             msgs.append({"role": "assistant", "content": reply})
+        return msgs
+
+    def render(self, values: dict[str, str]) -> Messages:
+        """The messages for one row (fresh dicts: a caller may change them without touching the template)."""
+        msgs = [dict(m) for m in self._head]
         msgs.append({"role": "user", "content": self.user.format(**values)})
         return msgs
 

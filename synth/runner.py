@@ -187,15 +187,19 @@ def run_rows(
     label: str,
     log_every_s: float,
     seed: int = 0,
+    prepare: Callable[[TeacherClient], None] | None = None,
 ) -> tuple[list[R], dict[str, Any]]:
     """From sync code: `row_fn(client, row)` for every row through one cached client with bounded concurrency.
 
+    `prepare(client)` runs once before the first row (e.g. `client.prefetch` of every row's first call).
     Returns the outcomes in row order and the client's stats (requests, retries, tokens, cache hits).
     """
     if not rows:
         return [], {}
 
     async def body(client: TeacherClient) -> tuple[list[R], dict[str, Any]]:
+        if prepare is not None:
+            prepare(client)
         outs = await map_rows(rows, row_fn, client, ctx, label, log_every_s)
         return outs, client.stats.as_dict()
 

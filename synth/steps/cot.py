@@ -23,9 +23,9 @@ from synth.cache import CallCache, call_key
 from synth.client import Completion, TeacherClient, TeacherError
 from synth.parse import (
     copied_fraction,
+    echo_measures,
     find_answer,
     norm,
-    novel_words,
     open_matches,
     parse_mcq,
     parse_ynm,
@@ -85,9 +85,10 @@ def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new
         [row.get("question") or "", row.get("context") or ""] + [o["text"] for o in row.get("options") or []]
     )
     body_words, source_words = words(body), words(source)
-    new = novel_words(body_words, set(source_words))
-    copied = copied_fraction(body_words, source_words)
-    if new < min_new_words or copied > max_copied:
+    new, copied = echo_measures(body_words, source_words, max_copied)  # copied None: at most max_copied
+    if new < min_new_words or (copied is not None and copied > max_copied):
+        if copied is None:
+            copied = copied_fraction(body_words, source_words)
         return Verdict(None, "echo", f"{new} new words, {copied:.0%} copied from the question")
     final = found.text if task == "open_qa" else gold_display(row)
     return Verdict(f"{body}\n\nAnswer: {final}", None, None)
@@ -131,14 +132,17 @@ class Cot(Step):
         template = COT_TEMPLATES.get(row["task"])
         if template is None:
             return RowOutcome(None, 0, "unsupported_task", f"no CoT template for task {row['task']!r}")
-        messages = template.render(fields(row))
+        first = row.get("_first")  # (messages, params, key) of attempt 1, from `_prefetch`
+        messages = first[0] if first else template.render(fields(row))
         out = RowOutcome(None, 0, None, None)
         for attempt in range(1, self.params.max_attempts + 1):
             out.attempts = attempt
             try:
-                comp: Completion = await client.chat(
-                    messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)), template=template.version
-                )
+                if first and attempt == 1:
+                    comp: Completion = await client.chat(messages, first[1], template=template.version, key=first[2])
+                else:
+                    comp = await client.chat(messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)),
+                                             template=template.version)
             except TeacherError as err:
                 out.reason, out.detail = "teacher_error", f"attempt {attempt}: {err}"
                 return out
@@ -157,13 +161,28 @@ class Cot(Step):
             out.reason, out.detail = verdict.reason, f"{attempt} attempt(s); last: {verdict.detail}"
         return out
 
+    def _prefetch(self, client: TeacherClient, rows: list[dict[str, Any]], base_seed: int) -> None:
+        """Render every row's prompt and look up all first attempts in the cache in one batch (`prefetch`):
+        `_row` reuses the messages and keys, and no call pays a SELECT of its own."""
+        keys = []
+        for row in rows:
+            template = COT_TEMPLATES.get(row["task"])
+            if template is not None:
+                messages = template.render(fields(row))
+                params = self.gen_params(derive_seed(base_seed, row["id"], 1))
+                key = client.key(messages, params, template.version)
+                row["_first"] = (messages, params, key)
+                keys.append(key)
+        client.prefetch(keys)
+
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         profile = profile_for(self.params, ctx)
         base_seed = self._base_seed(ctx)
         rows = frame.select("id", "task", "question", "context", "options", "answer").to_dicts()
 
         outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed), profile,
-                                      cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed)
+                                      cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed,
+                                      prepare=lambda c: self._prefetch(c, rows, base_seed))
 
         tagged = frame.with_columns(
             pl.Series("cot", [o.cot for o in outs], dtype=pl.Utf8),
