@@ -284,7 +284,11 @@ def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, ali
     active = alive & (np.diff(sh.offsets) > 0)
     pairs = candidate_pairs(sig, bands, rows_per_band, active=active)
     pairs = pairs[~(is_old[pairs[:, 0]] & is_old[pairs[:, 1]])]  # old rows are never compared
-    jac = exact_jaccard(sh, pairs) if p.verify else estimated_jaccard(sig, pairs)
+    if p.verify:
+        del sig  # 512 B a row, not needed to verify
+        jac = exact_jaccard(sh, pairs)
+    else:
+        jac = estimated_jaccard(sig, pairs)
     ok = jac >= t.threshold
     if p.min_option_jaccard > 0 and pairs.shape[0]:
         # a shared stem or case text with different options is a different question
