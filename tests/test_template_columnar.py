@@ -250,3 +250,9 @@ def test_same_messages_on_generated_rows(rows: list[dict], cot: bool, seed: int,
                                          include: bool, data: st.DataObject) -> None:
     cots = data.draw(st.lists(maybe_text, min_size=len(rows), max_size=len(rows))) if cot else None
     assert_same(rows_frame(rows, cots), seed=seed, system_prompt=system, include_explanation=include)
+
+
+def test_an_empty_frame_renders_nothing(data_dir: Path) -> None:
+    empty = read("medqa", data_dir / "medqa/test.jsonl").head(0)
+    stats = assert_same(empty, system_prompt="S")
+    assert stats["templates_used"] == {}

@@ -55,9 +55,9 @@ def compile_template(text: str) -> list[tuple[str, str | None]] | None:
 
 def choice_hashes(ids: pl.Series, seed: int) -> pl.Series:
     """sha256("{seed}:{id}")'s first 8 bytes as UInt64, per row (the template step's seeded choice)."""
-    digest = hashlib.sha256
-    return pl.Series([int.from_bytes(digest(f"{seed}:{i}".encode()).digest()[:8], "big") for i in ids],
-                     dtype=pl.UInt64)
+    sha, from_bytes = hashlib.sha256, int.from_bytes
+    keys = (f"{seed}:" + ids.fill_null("None")).to_list()  # f"{None}" is "None"
+    return pl.Series([from_bytes(sha(k.encode()).digest()[:8], "big") for k in keys], dtype=pl.UInt64)
 
 
 def allowed(table: Table) -> pl.DataFrame:
@@ -156,22 +156,50 @@ def render_messages(work: pl.DataFrame, table: Table, *, has_cot: bool, include_
         pl.when(subject.fill_null("") == "")
         .then(pl.col("_key").replace_strict(DEFAULT_SUBJECT, default="answer", return_dtype=pl.Utf8))
         .otherwise(subject).alias("_subject"))
-    message = lambda role, content: pl.struct(role=pl.lit(role), content=content)  # noqa: E731
-    user = message("user", fill_templates(work, table, {k: pl.col(f"_{k}") for k in PLACEHOLDERS}))
+    user = fill_templates(work, table, {k: pl.col(f"_{k}") for k in PLACEHOLDERS})
     explained = pl.col("explanation").fill_null("").str.len_bytes() > 0
     answer = pl.concat_str([gold_answer(work), pl.when(pl.lit(include_explanation) & explained
                                                         & pl.col("task").ne_missing("open_qa"))
                             .then(pl.lit("\n\n") + pl.col("explanation")).otherwise(pl.lit(""))])
     if has_cot:
         answer = pl.when(pl.col("cot").fill_null("").str.len_bytes() > 0).then(pl.col("cot")).otherwise(answer)
-    system = [message("system", pl.lit(system_prompt))] if system_prompt else []
-    single = pl.concat_list([*system, user, message("assistant", answer)])
-    chat = pl.concat_list([turns.list.slice(0, first), user, turns.list.slice(first + 1)])
-    if system:
-        own = turns.list.first().struct.field("role") == "system"
-        chat = pl.when(own).then(chat).otherwise(pl.concat_list([*system, chat]))
-    out = pl.when(has_turns).then(chat).otherwise(single).cast(pl.List(MESSAGE))
-    return work.select(out.alias("messages"))["messages"]
+    work = work.with_row_index("_i").with_columns(user.alias("_user"), answer.alias("_assistant"))
+    message = lambda role, content: pl.struct(role=pl.lit(role), content=content).alias("m")  # noqa: E731
+    singles = work.filter(~has_turns).with_columns(pl.lit(system_prompt, dtype=pl.Utf8).alias("_system"))
+    roles = (["system"] if system_prompt else []) + ["user", "assistant"]
+    parts = [singles.select(message(r, pl.col(f"_{r}")))["m"] for r in roles]
+    out = singles.select("_i").with_columns(_stack(parts))
+    if (chats := work.filter(has_turns)).height:
+        out = pl.concat([out, _conversations(chats, system_prompt)]).sort("_i")
+    return out["messages"]
+
+
+def _stack(parts: list[pl.Series]) -> pl.Series:
+    """Row i's messages = parts[0][i], parts[1][i], ...: one gather and a reshape. (`concat_list` of struct
+    columns took 0.88 s per 100k two-message rows, this 0.006 s.)"""
+    rows, k = len(parts[0]), len(parts)
+    if not rows:
+        return pl.Series("messages", [], dtype=pl.List(MESSAGE))
+    order = pl.select((pl.int_range(k * rows) // k) + (pl.int_range(k * rows) % k) * rows).to_series()
+    return pl.concat(parts).gather(order).reshape((rows, k)).cast(pl.List(MESSAGE)).alias("messages")
+
+
+def _conversations(chats: pl.DataFrame, system_prompt: str | None) -> pl.DataFrame:
+    """(_i, messages): every turn kept, the first user turn's content replaced by `_user`; the system prompt
+    first unless the conversation starts with its own. Exploded and re-imploded (per-row list slicing took
+    0.74 s per 100k rows)."""
+    turns = chats.select("_i", "_first", "_user", pl.col("turns").cast(pl.List(MESSAGE)),
+                         pl.col("turns").list.eval(pl.int_range(pl.len())).alias("_pos"))
+    long = turns.explode("turns", "_pos").unnest("turns").select(
+        "_i", "_pos", "role",
+        pl.when(pl.col("_pos") == pl.col("_first")).then(pl.col("_user")).otherwise(pl.col("content")).alias("content"))
+    if system_prompt:
+        own = pl.col("turns").list.first().struct.field("role") == "system"
+        system = chats.filter(~own.fill_null(False)).select(
+            "_i", pl.lit(-1, dtype=long["_pos"].dtype).alias("_pos"), pl.lit("system").alias("role"),
+            pl.lit(system_prompt).alias("content"))
+        long = pl.concat([system, long]).sort("_i", "_pos", maintain_order=True)
+    return long.group_by("_i", maintain_order=True).agg(pl.struct("role", "content").alias("messages"))
 
 
 def check_turns(work: pl.DataFrame) -> None:
