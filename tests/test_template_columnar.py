@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from curate.record import DEFAULT_SUBTASK, MESSAGE, OPTION, SUBTASKS, TASKS
 from curate.recipe import SourceSpec
+from curate.record import DEFAULT_SUBTASK, MESSAGE, OPTION, SUBTASKS, TASKS
 from curate.sources import read_source
 from curate.steps import BuildContext, get_step
-from curate.steps.template import TemplateParams, reasoned_expr
+from curate.steps.template import AT_LEAST_N_WORDS, TemplateParams
 from curate.steps.template_render import PY_WHITESPACE, compile_template
 from curate.templates import TABLE, Instruction
 
@@ -30,6 +30,16 @@ from curate.templates import TABLE, Instruction
 
 DEFAULT_SUBJECT = {"note_generation": "clinical note"}
 _BLANKS = re.compile(r"\n{3,}")
+
+
+def reasoned_expr(has_cot: bool, include_explanation: bool) -> pl.Expr:
+    filled = lambda c: pl.col(c).fill_null("").str.strip_chars().str.len_chars() > 0  # noqa: E731
+    closed = pl.col("task").is_in(["mcq", "yes_no_maybe"])
+    answer = pl.col("answer").fill_null("")
+    long_open = (~closed & (answer.str.count_matches(r"[.!?](\s|$)") >= 2)
+                 & (answer.str.count_matches(r"\S+") >= 40))
+    out = long_open | (pl.lit(include_explanation) & closed & filled("explanation"))
+    return (out | filled("cot")) if has_cot else out
 
 
 def choose(row_id: str, seed: int, n: int) -> int:
@@ -232,10 +242,21 @@ conversation = st.lists(turn, max_size=5).map(lambda ts: [*ts, {"role": "user", 
                                              if all(t["role"] != "user" for t in ts) else ts)
 
 
+SPACES = st.text(st.sampled_from(PY_WHITESPACE), min_size=1, max_size=3)
+WORD = st.text(ALPHABET.filter(lambda c: not c.isspace()), min_size=1, max_size=4)
+
+
+@st.composite
+def words(draw: st.DrawFn) -> str:
+    n = draw(st.one_of(st.integers(38, 41), st.integers(0, 90)))
+    parts = [draw(WORD) + draw(SPACES) for _ in range(n)]
+    return draw(st.sampled_from(["", " ", "\n\t"])) + "".join(parts) + draw(st.sampled_from(["", "x", "."]))
+
+
 @st.composite
 def row(draw: st.DrawFn) -> dict:
     task = draw(st.sampled_from([*TASKS, None, "other"]))
-    answer = draw(text if task == "yes_no_maybe" else st.one_of(maybe_text, st.sampled_from("ABCDE")))
+    answer = draw(text if task == "yes_no_maybe" else st.one_of(maybe_text, st.sampled_from("ABCDE"), words()))
     return {"id": draw(st.one_of(st.none(), text)), "task": task, "question": draw(maybe_text),
             "context": draw(maybe_text), "options": draw(st.one_of(st.none(), st.lists(option, max_size=5))),
             "answer": answer, "explanation": draw(maybe_text), "subject": draw(maybe_text),
@@ -256,3 +277,10 @@ def test_an_empty_frame_renders_nothing(data_dir: Path) -> None:
     empty = read("medqa", data_dir / "medqa/test.jsonl").head(0)
     stats = assert_same(empty, system_prompt="S")
     assert stats["templates_used"] == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.one_of(st.none(), text, words()), min_size=1, max_size=20))
+def test_the_word_threshold_regex_agrees_with_counting_words(texts: list[str | None]) -> None:
+    answers = pl.Series(texts, dtype=pl.Utf8).fill_null("")
+    assert answers.str.contains(AT_LEAST_N_WORDS).equals(answers.str.count_matches(r"\S+") >= 40)

@@ -29,6 +29,9 @@ from curate.steps.template_render import PLACEHOLDERS, check_turns, choose_templ
 from curate.templates import TABLE, TEMPLATE_VERSION, Instruction
 
 MIN_REASONED_WORDS = 40
+#: Matches once the text has MIN_REASONED_WORDS whitespace-separated words: the scan stops there
+#: (counting every word with count_matches(r"\S+") took 0.75 s per 50k MedQuAD answers, this 0.06 s).
+AT_LEAST_N_WORDS = rf"^\s*(?:\S+\s+){{{MIN_REASONED_WORDS - 1}}}\S"
 
 
 class TemplateParams(StepParams):
@@ -73,7 +76,7 @@ def reasoned_expr(has_cot: bool, include_explanation: bool) -> pl.Expr:
     closed = pl.col("task").is_in(["mcq", "yes_no_maybe"])
     answer = pl.col("answer").fill_null("")
     long_open = (~closed & (answer.str.count_matches(r"[.!?](\s|$)") >= 2)
-                 & (answer.str.count_matches(r"\S+") >= MIN_REASONED_WORDS))
+                 & answer.str.contains(AT_LEAST_N_WORDS))
     out = long_open | (pl.lit(include_explanation) & closed & filled("explanation"))
     return (out | filled("cot")) if has_cot else out
 

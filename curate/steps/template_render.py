@@ -129,7 +129,8 @@ def gold_answer(work: pl.DataFrame) -> pl.Expr:
             .filter(pl.col("options").list.len() > 0).explode("options")
             .filter(pl.col("options").struct.field("label").eq_missing(pl.col("answer")))
             .group_by("_i").agg(pl.col("options").first().struct.field("text").fill_null("None").alias("_text")))
-    match = pl.int_range(pl.len(), dtype=pl.UInt32).replace_strict(opts["_i"], opts["_text"], default="", return_dtype=pl.Utf8)
+    match = pl.int_range(pl.len(), dtype=pl.UInt32).replace_strict(opts["_i"], opts["_text"], default="",
+                                                                   return_dtype=pl.Utf8)
     mcq = pl.concat_str([pl.lit("Answer: "), pl.col("answer").fill_null("None"), pl.lit(". "), match])
     yes_no = pl.concat_str([pl.lit("Answer: "), pl.col("answer").str.to_lowercase().fill_null("")])
     return (pl.when(pl.col("task") == "mcq").then(mcq.str.strip_chars_end(PY_WHITESPACE))
