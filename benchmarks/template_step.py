@@ -61,7 +61,7 @@ def main() -> None:
     reference = None if args.no_reference else reference_renderer()
     step = get_step("template")({"system_prompt": "You are a careful medical assistant."})
     ctx = BuildContext(recipe_name="bench", work_dir=Path("/tmp"))
-    print(f"| shape | rows | columnar s | row renderer s | speed-up | identical |\n|---|---:|---:|---:|---:|---|")
+    print("| shape | rows | columnar s | row renderer s | speed-up | identical |\n|---|---:|---:|---:|---:|---|")
     for shape in args.shapes:
         frame = rows(shape, args.rows)
         new = measure(lambda f=frame: step.apply(f, ctx).kept["messages"], args.repeat)
