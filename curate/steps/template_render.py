@@ -19,8 +19,11 @@ The one Python loop left is hashlib's sha256 over the ids (0.7 s per 1M ids on t
 machine): polars' own hash is not stable across versions, and another hash would change which template
 every existing row gets. A template is compiled into literal parts and placeholders; one that uses
 Python format syntax beyond the four bare placeholders (a conversion, a format spec, an index) cannot be
-compiled and its rows are formatted by `str.format` (0 of the 84 shipped templates; recipe templates
+compiled and its rows are formatted by `str.format` (0 of the 80 shipped templates; recipe templates
 are limited to the bare placeholders at load, see `check_template`, so they always compile).
+
+Two inputs the row renderer crashed on are handled: a conversation with no user turn is a ValueError naming
+the row (run `validate` first), and a yes/no/maybe row with a null answer renders `Answer: `.
 """
 
 from __future__ import annotations
@@ -137,6 +140,17 @@ def gold_answer(work: pl.DataFrame) -> pl.Expr:
             .when(pl.col("task") == "yes_no_maybe").then(yes_no).otherwise(pl.col("answer").fill_null("")))
 
 
+def assistant_text(work: pl.DataFrame, *, has_cot: bool, include_explanation: bool) -> pl.Expr:
+    """A non-empty chain of thought, else the gold answer plus the explanation when asked (not for open_qa)."""
+    explained = pl.col("explanation").fill_null("").str.len_bytes() > 0
+    explain = pl.lit(include_explanation) & explained & pl.col("task").ne_missing("open_qa")
+    answer = pl.concat_str([gold_answer(work),
+                            pl.when(explain).then(pl.lit("\n\n") + pl.col("explanation")).otherwise(pl.lit(""))])
+    if has_cot:
+        answer = pl.when(pl.col("cot").fill_null("").str.len_bytes() > 0).then(pl.col("cot")).otherwise(answer)
+    return answer
+
+
 def render_messages(work: pl.DataFrame, table: Table, *, has_cot: bool, include_explanation: bool,
                     system_prompt: str | None) -> pl.Series:
     """`messages` per row of `work` (after `choose_templates`)."""
@@ -144,26 +158,13 @@ def render_messages(work: pl.DataFrame, table: Table, *, has_cot: bool, include_
         work = work.with_columns(pl.lit(None, dtype=pl.List(MESSAGE)).alias("turns"))
     if "subject" not in work.columns:
         work = work.with_columns(pl.lit(None, dtype=pl.Utf8).alias("subject"))
-    turns, has_turns, first = pl.col("turns"), pl.col("_has_turns"), pl.col("_first")
+    turns, has_turns = pl.col("turns"), pl.col("_has_turns")
     work = work.with_columns(
         (turns.list.len().fill_null(0) > 0).alias("_has_turns"),
         turns.list.eval(pl.element().struct.field("role") == "user").list.arg_max().alias("_first"))
-    subject = pl.col("subject")
-    work = work.with_columns(
-        pl.when(has_turns).then(turns.list.get(first).struct.field("content").fill_null("None"))
-        .otherwise(pl.col("question").fill_null("")).alias("_question"),
-        pl.when(has_turns).then(pl.lit("")).otherwise(_options_text()).alias("_options"),
-        pl.when(has_turns).then(pl.lit("")).otherwise(pl.col("context").fill_null("")).alias("_context"),
-        pl.when(subject.fill_null("") == "")
-        .then(pl.col("_key").replace_strict(DEFAULT_SUBJECT, default="answer", return_dtype=pl.Utf8))
-        .otherwise(subject).alias("_subject"))
+    work = work.with_columns(**_placeholder_values())
     user = fill_templates(work, table, {k: pl.col(f"_{k}") for k in PLACEHOLDERS})
-    explained = pl.col("explanation").fill_null("").str.len_bytes() > 0
-    answer = pl.concat_str([gold_answer(work), pl.when(pl.lit(include_explanation) & explained
-                                                        & pl.col("task").ne_missing("open_qa"))
-                            .then(pl.lit("\n\n") + pl.col("explanation")).otherwise(pl.lit(""))])
-    if has_cot:
-        answer = pl.when(pl.col("cot").fill_null("").str.len_bytes() > 0).then(pl.col("cot")).otherwise(answer)
+    answer = assistant_text(work, has_cot=has_cot, include_explanation=include_explanation)
     work = work.with_row_index("_i").with_columns(user.alias("_user"), answer.alias("_assistant"))
     message = lambda role, content: pl.struct(role=pl.lit(role), content=content).alias("m")  # noqa: E731
     singles = work.filter(~has_turns).with_columns(pl.lit(system_prompt, dtype=pl.Utf8).alias("_system"))
@@ -173,6 +174,20 @@ def render_messages(work: pl.DataFrame, table: Table, *, has_cot: bool, include_
     if (chats := work.filter(has_turns)).height:
         out = pl.concat([out, _conversations(chats, system_prompt)]).sort("_i")
     return out["messages"]
+
+
+def _placeholder_values() -> dict[str, pl.Expr]:
+    """_question, _options, _context, _subject per row; a conversation: its first user turn, no options/context."""
+    turns, has_turns, subject = pl.col("turns"), pl.col("_has_turns"), pl.col("subject")
+    return {
+        "_question": pl.when(has_turns).then(turns.list.get(pl.col("_first")).struct.field("content").fill_null("None"))
+        .otherwise(pl.col("question").fill_null("")),
+        "_options": pl.when(has_turns).then(pl.lit("")).otherwise(_options_text()),
+        "_context": pl.when(has_turns).then(pl.lit("")).otherwise(pl.col("context").fill_null("")),
+        "_subject": pl.when(subject.fill_null("") == "")
+        .then(pl.col("_key").replace_strict(DEFAULT_SUBJECT, default="answer", return_dtype=pl.Utf8))
+        .otherwise(subject),
+    }
 
 
 def _stack(parts: list[pl.Series]) -> pl.Series:
