@@ -165,13 +165,16 @@ def render_messages(work: pl.DataFrame, table: Table, *, has_cot: bool, include_
     work = work.with_columns(**_placeholder_values())
     user = fill_templates(work, table, {k: pl.col(f"_{k}") for k in PLACEHOLDERS})
     answer = assistant_text(work, has_cot=has_cot, include_explanation=include_explanation)
-    work = work.with_row_index("_i").with_columns(user.alias("_user"), answer.alias("_assistant"))
+    work = work.with_row_index("_i").select("_i", "_has_turns", "_first", "turns", user.alias("_user"),
+                                            answer.alias("_assistant"))  # only what the messages need
     message = lambda role, content: pl.struct(role=pl.lit(role), content=content).alias("m")  # noqa: E731
-    singles = work.filter(~has_turns).with_columns(pl.lit(system_prompt, dtype=pl.Utf8).alias("_system"))
+    chats = work.filter(has_turns)
+    singles = (work.filter(~has_turns) if chats.height else work).with_columns(
+        pl.lit(system_prompt, dtype=pl.Utf8).alias("_system"))
     roles = (["system"] if system_prompt else []) + ["user", "assistant"]
     parts = [singles.select(message(r, pl.col(f"_{r}")))["m"] for r in roles]
     out = singles.select("_i").with_columns(_stack(parts))
-    if (chats := work.filter(has_turns)).height:
+    if chats.height:
         out = pl.concat([out, _conversations(chats, system_prompt)]).sort("_i")
     return out["messages"]
 
