@@ -101,7 +101,12 @@ def test_progress_lines_when_stderr_is_not_a_terminal(data_dir: Path, work: Path
     assert proc.stdout.strip().endswith(Path(proc.stdout.strip()).name)  # stdout: only the build path
 
 
-def test_shell_completion_completes_commands(work: Path) -> None:
+def test_shell_completion_completes_commands(work: Path, monkeypatch) -> None:
+    import shellingham
+
+    # `--show-completion` detects the shell from the parent processes; a run detached from any shell
+    # (nohup, some CI runners) has none, so the shell is named here
+    monkeypatch.setattr(shellingham, "detect_shell", lambda *a, **k: ("bash", "/bin/bash"))
     script = Path(sys.executable).with_name("curate")
     if not script.is_file():
         pytest.skip("the `curate` console script is not installed in this environment")
