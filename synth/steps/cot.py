@@ -20,7 +20,7 @@ from pydantic import Field
 
 from curate.steps import BuildContext, Step, StepResult
 from synth.cache import CallCache, call_key
-from synth.client import Completion, TeacherClient, TeacherError, run_sync
+from synth.client import Completion, TeacherClient, TeacherError
 from synth.parse import (
     copied_fraction,
     echo_measures,
@@ -32,7 +32,7 @@ from synth.parse import (
     words,
 )
 from synth.prompts import COT_TEMPLATES, fields
-from synth.runner import TeacherStepParams, cache_path, derive_seed, map_rows, profile_for, with_client
+from synth.runner import TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
 
 COT_REASONS = ("wrong_answer", "no_answer", "echo", "truncated", "teacher_error", "unsupported_task")
 
@@ -60,7 +60,14 @@ def gold_display(row: dict[str, Any]) -> str:
 
 
 def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new_words: int, max_copied: float) -> Verdict:
-    """Decide one teacher reply for one row. A kept CoT ends with a canonical `Answer: X` line."""
+    """Decide one teacher reply for one row. A kept CoT ends with a canonical `Answer: X` line.
+
+    Runs in the row's coroutine as each reply arrives, on purpose (issue 17c measured the alternatives on
+    benchmarks/teacher_client.py, 2,000 MedQA calls at 512 in flight): sending each attempt as a wave and
+    verifying the wave afterwards made the step slower (0.23 -> 0.25 ms CPU a call; cache replay 0.054 ->
+    0.074), because the reply text is hot in the CPU caches when it has just been parsed and cold 2,000
+    replies later (`str.split` and `set.intersection` took twice as long); the echo check in polars
+    expressions (NFKD, regex tokenising, explode, join, runs) cost about 100 us a reply against about 19."""
     if finish_reason == "length":
         return Verdict(None, "truncated", "finish_reason=length")
     found = find_answer(text)
@@ -92,29 +99,6 @@ def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new
         return Verdict(None, "echo", f"{new} new words, {copied:.0%} copied from the question")
     final = found.text if task == "open_qa" else gold_display(row)
     return Verdict(f"{body}\n\nAnswer: {final}", None, None)
-
-
-def verify_wave(items: list[tuple[dict[str, Any], Completion]], *, min_new_words: int,
-                max_copied: float) -> list[Verdict]:
-    """The verdict of each (row, completion) of a wave, as the per-row loop decides it: the first acceptable
-    choice wins, else the last choice's verdict.
-
-    The `cot` step sends a whole wave of calls (every row's attempt k) and decides them here after the last
-    reply arrived, instead of inside each row's coroutine between two awaits: the same `verify` per choice,
-    but run back to back it costs about 30 us a reply instead of about 50 us interleaved with the HTTP
-    machinery (benchmarks/teacher_client.py, 2,000 MedQA calls, 512 in flight; the interleaved verifier
-    kept evicting the event loop's working set from the caches). Vectorising the echo check in polars was
-    tried and is slower on this kind of machine: about 100 us a reply (NFKD + regex tokenising, explode,
-    join and runs per row, 2 threads) against 19 us for `words` + `echo_measures`."""
-    out = []
-    for row, comp in items:
-        verdict = Verdict(None, "no_answer", "empty reply")
-        for choice in comp.choices:  # n > 1 (vLLM `n`): first acceptable sample wins
-            verdict = verify(row, choice.text, choice.finish_reason, min_new_words=min_new_words, max_copied=max_copied)
-            if verdict.cot is not None:
-                break
-        out.append(verdict)
-    return out
 
 
 class Cot(Step):
@@ -151,62 +135,42 @@ class Cot(Step):
                 "max_attempts": p.max_attempts, **({"extra_body": p.extra_body} if p.extra_body else {})}
 
     # -- apply ----------------------------------------------------------------------------------------
-    async def _call(self, client: TeacherClient, row: dict[str, Any], attempt: int,
-                    base_seed: int) -> Completion | TeacherError:
-        """One row's call of attempt `attempt` (the prompt and key of attempt 1 from `_prefetch`)."""
-        template = COT_TEMPLATES[row["task"]]
-        first = row.get("_first")  # (messages, params, key) of attempt 1
-        try:
-            if first and attempt == 1:
-                return await client.chat(first[0], first[1], template=template.version, key=first[2])
-            messages = first[0] if first else template.render(fields(row))
-            return await client.chat(messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)),
-                                     template=template.version)
-        except TeacherError as err:
-            return err
-
-    def _settle(self, attempt: int, todo: list[int], comps: list[Completion | TeacherError],
-                outs: list[RowOutcome], rows: list[dict[str, Any]]) -> list[int]:
-        """Record a wave's calls and verdicts in `outs`; the rows to ask again (rejected, attempts left)."""
-        answered = [(rows[i], c) for i, c in zip(todo, comps, strict=True) if not isinstance(c, TeacherError)]
-        verdicts = iter(verify_wave(answered, min_new_words=self.params.min_new_words,
-                                    max_copied=self.params.max_copied))
-        again = []
-        for i, comp in zip(todo, comps, strict=True):
-            out = outs[i]
+    async def _row(self, client: TeacherClient, row: dict[str, Any], base_seed: int) -> RowOutcome:
+        template = COT_TEMPLATES.get(row["task"])
+        if template is None:
+            return RowOutcome(None, 0, "unsupported_task", f"no CoT template for task {row['task']!r}")
+        first = row.get("_first")  # (messages, params, key) of attempt 1, from `_prefetch`
+        messages = first[0] if first else template.render(fields(row))
+        out = RowOutcome(None, 0, None, None)
+        for attempt in range(1, self.params.max_attempts + 1):
             out.attempts = attempt
-            if isinstance(comp, TeacherError):
-                out.reason, out.detail = "teacher_error", f"attempt {attempt}: {comp}"
-                continue
+            try:
+                if first and attempt == 1:
+                    comp: Completion = await client.chat(messages, first[1], template=template.version, key=first[2])
+                else:
+                    comp = await client.chat(messages, self.gen_params(derive_seed(base_seed, row["id"], attempt)),
+                                             template=template.version)
+            except TeacherError as err:
+                out.reason, out.detail = "teacher_error", f"attempt {attempt}: {err}"
+                return out
             out.prompt_tokens += comp.usage["prompt_tokens"]
             out.completion_tokens += comp.usage["completion_tokens"]
             out.cached += comp.cached
-            verdict = next(verdicts)
+            verdict = Verdict(None, "no_answer", "empty reply")
+            for choice in comp.choices:  # n > 1 (vLLM `n`): first acceptable sample wins
+                verdict = verify(row, choice.text, choice.finish_reason,
+                                 min_new_words=self.params.min_new_words, max_copied=self.params.max_copied)
+                if verdict.cot is not None:
+                    break
             if verdict.cot is not None:
                 out.cot, out.reason, out.detail = verdict.cot, None, None
-            else:
-                out.reason, out.detail = verdict.reason, f"{attempt} attempt(s); last: {verdict.detail}"
-                again.append(i)
-        return again
-
-    async def _waves(self, client: TeacherClient, rows: list[dict[str, Any]], outs: list[RowOutcome],
-                     base_seed: int, ctx: BuildContext) -> dict[str, Any]:
-        """Attempt k of every row still unanswered, all in flight together; then verify the wave at once and
-        ask again only the rejected rows (same seeds, prompts and cache keys as row by row)."""
-        self._prefetch(client, rows, base_seed)
-        todo = [i for i, o in enumerate(outs) if o.reason is None]
-        for attempt in range(1, self.params.max_attempts + 1):
-            if not todo:
-                break
-            label = "cot" if attempt == 1 else f"cot (attempt {attempt})"
-            comps = await map_rows([rows[i] for i in todo], lambda c, r, a=attempt: self._call(c, r, a, base_seed),
-                                   client, ctx, label, self.params.log_every_s)
-            todo = self._settle(attempt, todo, comps, outs, rows)
-        return client.stats.as_dict()
+                return out
+            out.reason, out.detail = verdict.reason, f"{attempt} attempt(s); last: {verdict.detail}"
+        return out
 
     def _prefetch(self, client: TeacherClient, rows: list[dict[str, Any]], base_seed: int) -> None:
         """Render every row's prompt and look up all first attempts in the cache in one batch (`prefetch`):
-        `_call` reuses the messages and keys, and no call pays a SELECT of its own."""
+        `_row` reuses the messages and keys, and no call pays a SELECT of its own."""
         keys = []
         for row in rows:
             template = COT_TEMPLATES.get(row["task"])
@@ -223,12 +187,9 @@ class Cot(Step):
         base_seed = self._base_seed(ctx)
         rows = frame.select("id", "task", "question", "context", "options", "answer").to_dicts()
 
-        outs = [RowOutcome(None, 0, None, None) if r["task"] in COT_TEMPLATES else
-                RowOutcome(None, 0, "unsupported_task", f"no CoT template for task {r['task']!r}") for r in rows]
-        client_stats: dict[str, Any] = {}
-        if rows:
-            client_stats = run_sync(lambda: with_client(profile, cache_path(self.params, ctx),
-                                                        lambda c: self._waves(c, rows, outs, base_seed, ctx), base_seed))
+        outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed), profile,
+                                      cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed,
+                                      prepare=lambda c: self._prefetch(c, rows, base_seed))
 
         tagged = frame.with_columns(
             pl.Series("cot", [o.cot for o in outs], dtype=pl.Utf8),
