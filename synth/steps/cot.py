@@ -62,12 +62,13 @@ def gold_display(row: dict[str, Any]) -> str:
 def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new_words: int, max_copied: float) -> Verdict:
     """Decide one teacher reply for one row. A kept CoT ends with a canonical `Answer: X` line.
 
-    Runs in the row's coroutine as each reply arrives, on purpose (issue 17c measured the alternatives on
-    benchmarks/teacher_client.py, 2,000 MedQA calls at 512 in flight): sending each attempt as a wave and
-    verifying the wave afterwards made the step slower (0.23 -> 0.25 ms CPU a call; cache replay 0.054 ->
-    0.074), because the reply text is hot in the CPU caches when it has just been parsed and cold 2,000
-    replies later (`str.split` and `set.intersection` took twice as long); the echo check in polars
-    expressions (NFKD, regex tokenising, explode, join, runs) cost about 100 us a reply against about 19."""
+    Runs in the row's coroutine as each reply arrives. Issue 17c measured the alternatives on
+    benchmarks/teacher_client.py (2,000 real MedQA calls, 512 in flight, three interleaved runs each, loaded
+    2-core machine): sending each attempt as a wave and verifying the wave afterwards (same `verify`) gave the
+    same CPU per call (0.255-0.257 ms against 0.249-0.263 per reply) and a slightly slower cache replay
+    (0.072-0.075 against 0.065-0.071 ms), so the simpler per-reply loop stayed; the echo check as polars
+    expressions (NFKD, regex tokenising, explode, join, runs per row) cost about 100 us a reply against about
+    19 us for `words` + `echo_measures`."""
     if finish_reason == "length":
         return Verdict(None, "truncated", "finish_reason=length")
     found = find_answer(text)
