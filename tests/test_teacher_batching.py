@@ -11,6 +11,8 @@ import sqlite3
 from pathlib import Path
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synth.cache import CallCache, call_key
 from synth.client import run_sync
@@ -185,3 +187,12 @@ def test_call_key_equals_the_hash_of_the_whole_payload(medqa_rows: pl.DataFrame,
     ]
     for case in cases * 2:  # the second pass hits the cached prefixes
         assert call_key(*case) == reference(*case)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+       | st.lists(st.sampled_from(["e\u0301\u0323", "ǅ", "ŉ", "ΣΑΣ ὈΔΥΣΣΕΎΣ", "Ꭰ", "ﬀ", "\u212a", "\u0f73",
+                                   "İ", "ß", "µ", "°", "x²", "Ⅻ", "A", "b-", " "]), max_size=12).map("".join))
+def test_words_matches_its_regex_definition_on_any_text(text: str) -> None:
+    """The per-character casefold and the skipped combining-mark pass (issue 17c) on arbitrary text."""
+    assert words(text) == words_regex(text)
