@@ -152,7 +152,9 @@ def test_client_gc_leaves_a_callers_freeze_alone() -> None:
             return None
 
         run_sync(noop)
-        assert gc.get_freeze_count() == frozen
+        # not unfrozen (that would give 0) and nothing frozen on top; frozen objects that die meanwhile
+        # (another test's thread letting go of them) may lower the count by a few
+        assert 0.99 * frozen < gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
 
