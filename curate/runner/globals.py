@@ -52,10 +52,14 @@ def run_global(name: str, step: Step, inputs: list[Path], folder: Path, ctx: Bui
 
 
 def _read_keys(inputs: list[Path], like: pl.DataFrame, reads: list[pl.Expr]) -> pl.DataFrame:
-    """The columns a step reads, over every part in order, with the row number `__row`."""
-    frames = [pl.concat([like, pl.read_parquet(f)], how="diagonal_relaxed").select(pl.col("id"), *reads)
+    """The columns a step reads, over every part in order, with the row number `__row`. Only the columns the
+    expressions name are read from disk."""
+    names = {"id"} | {n for e in reads for n in e.meta.root_names()}
+    shape = like.select([c for c in like.columns if c in names])
+    frames = [pl.concat([shape, pl.read_parquet(f, columns=[c for c in pl.read_parquet_schema(f) if c in names])],
+                        how="diagonal_relaxed").select(pl.col("id"), *reads)
               for f in inputs]
-    keys = pl.concat(frames) if frames else like.select(pl.col("id"), *reads)
+    keys = pl.concat(frames) if frames else shape.select(pl.col("id"), *reads)
     return keys.with_row_index(ROW)
 
 
