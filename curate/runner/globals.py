@@ -1,29 +1,29 @@
 """Stage 4: one global step (`scope = "global"`: dedup, decontaminate, mix) over the whole stage.
 
-A step that names what it `reads` (dedup, decontaminate) gets only those columns of every row, plus a
-row number; its decision (kept row numbers + the columns it adds, rejected row numbers + reason and
-detail) is then applied to the whole rows one spilled part at a time. So the stage holds the keys, not
-the rows: at 1M MedMCQA rows the explanations, metadata and option structs of the other columns never
-sit in memory together. A step without `reads` (mix) gets the whole stage as one frame.
+A step that names what it `reads` (dedup, decontaminate) decides on those key columns (`StageKeys`: read
+from the spilled parts one part at a time, only the columns its expressions name) and returns a Decision;
+the decision is then applied to the whole rows one spilled part at a time, each part reconciled on its own
+(rows in = kept + rejected, same ids) and its rejects and scores spilled per part. So the stage holds what
+the step keeps of the keys, never the rows. A step without `reads` (mix) gets the whole stage as one frame.
 
 Kept rows are re-spilled in parts of `batch_rows` (the same parts either way), so the row stage after
-it is sharded again; rejects are spilled one file per input part.
+it is sharded again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from curate.errors import ReconciliationError
-from curate.runner.accounting import apply_step
-from curate.runner.state import RunDir, parts, read_parts, unified, write_part
-from curate.steps import BuildContext, Step, StepResult
-
-ROW = "__row"
+from curate.runner.accounting import apply_step, check, empty_meta
+from curate.runner.state import RunDir, parts, read_parts, rows_in, unified, write_part
+from curate.steps import BuildContext, Step
+from curate.steps.keyed import ROW, Decision
 
 
 def run_global(name: str, step: Step, inputs: list[Path], folder: Path, ctx: BuildContext,
@@ -37,55 +37,75 @@ def run_global(name: str, step: Step, inputs: list[Path], folder: Path, ctx: Bui
         reads = step.reads(like.columns)
         if reads is None:
             result, meta = apply_step(name, step, read_parts(inputs, like), ctx)
-            kept: Iterator[pl.DataFrame] = iter([result.kept])
+            _spill(iter([result.kept]), folder, batch_rows, like)
             _write_rejects(name, result.rejected, folder / "rejects.parquet")
+            if result.scores is not None:
+                write_part(result.scores, folder / "scores.parquet")
         else:
-            keys = _read_keys(inputs, like, reads)
-            result, meta = apply_step(name, step, keys, ctx)
-            kept = _apply_decision(name, result, keys.columns, inputs, like, folder)
-            del keys
-        _spill(kept, folder, batch_rows, like)
-        if result.scores is not None:
-            write_part(result.scores, folder / "scores.parquet")
+            meta = _run_keyed(name, step, StageKeys(inputs, like, reads), folder, ctx, batch_rows)
         RunDir.mark(folder, meta)
     return parts(folder), meta
 
 
-def _read_keys(inputs: list[Path], like: pl.DataFrame, reads: list[pl.Expr]) -> pl.DataFrame:
-    """The columns a step reads, over every part in order, with the row number `__row`. Only the columns the
-    expressions name are read from disk."""
-    names = {"id"} | {n for e in reads for n in e.meta.root_names()}
-    shape = like.select([c for c in like.columns if c in names])
-    frames = [pl.concat([shape, pl.read_parquet(f, columns=[c for c in pl.read_parquet_schema(f) if c in names])],
-                        how="diagonal_relaxed").select(pl.col("id"), *reads)
-              for f in inputs]
-    keys = pl.concat(frames) if frames else shape.select(pl.col("id"), *reads)
-    return keys.with_row_index(ROW)
+class StageKeys:
+    """`KeyParts` over the spilled parts of a stage: `id`, the step's `reads` expressions and `ROW`, read
+    part by part (from disk only the columns the expressions name)."""
+
+    def __init__(self, files: list[Path], like: pl.DataFrame, reads: list[pl.Expr]):
+        self.files, self.reads = files, reads
+        names = {"id"} | {n for e in reads for n in e.meta.root_names()}
+        self._shape = like.select([c for c in like.columns if c in names])
+        self.sizes = rows_in(files)
+        self.height = sum(self.sizes)
+        self.columns = [ROW, *self._shape.select(pl.col("id"), *reads).columns]
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        offset = 0
+        for f, size in zip(self.files, self.sizes, strict=True):
+            cols = [c for c in pl.read_parquet_schema(f) if c in self._shape.columns]
+            part = pl.concat([self._shape, pl.read_parquet(f, columns=cols)], how="diagonal_relaxed")
+            yield part.select(pl.col("id"), *self.reads).with_row_index(ROW, offset=offset)
+            offset += size
+
+    def collect(self) -> pl.DataFrame:
+        frames = list(self)
+        return pl.concat(frames) if frames else self._shape.select(pl.col("id"), *self.reads).with_row_index(ROW)
 
 
-def _apply_decision(name: str, result: StepResult, read: list[str], inputs: list[Path], like: pl.DataFrame,
-                    folder: Path) -> Iterator[pl.DataFrame]:
-    """Whole kept rows part by part (with the columns the step added); rejects written per part."""
-    for side, frame in (("kept", result.kept), ("rejected", result.rejected)):
-        if ROW not in frame.columns:
-            raise ReconciliationError(f"step {name!r}: its {side} rows lost the row number `{ROW}`: a step with "
-                                      "`reads` must keep the columns it was given")
-    rows = result.kept[ROW]
-    if rows.len() > 1 and not (rows.diff().drop_nulls() > 0).all():
-        raise ReconciliationError(f"step {name!r}: kept rows are not in input order; a step that reorders rows "
-                                  "must not declare `reads`")
-    added = [c for c in result.kept.columns if c not in read]
-    dropped = [c for c in read if c not in result.kept.columns and c in like.columns]
-    kept_cols = result.kept.select(ROW, *added)
-    rej_cols = result.rejected.select(ROW, *[c for c in result.rejected.columns if c not in read])
+def _run_keyed(name: str, step: Step, keys: StageKeys, folder: Path, ctx: BuildContext, batch_rows: int
+               ) -> dict[str, Any]:
+    """Decide on the keys, apply the decision part by part; the step's meta summed over the parts."""
+    if keys.height == 0:
+        _spill(iter([]), folder, batch_rows, unified(keys.files))
+        return empty_meta(name, step)
+    t0 = time.perf_counter()
+    decision = step.decide(keys, dataclasses.replace(ctx, scratch_dir=folder))
+    meta: dict[str, Any] = {"name": name, "rows_in": keys.height, "rows_kept": 0, "rows_rejected": 0}
+    reasons: dict[str, int] = {}
+    _spill(_applied(name, decision, keys, folder, meta, reasons), folder, batch_rows, unified(keys.files))
+    meta.update({"seconds": round(time.perf_counter() - t0, 3), "params": step.params.model_dump(mode="json"),
+                 "stats": decision.stats, "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))})
+    return meta
+
+
+def _applied(name: str, decision: Decision, keys: StageKeys, folder: Path, meta: dict[str, Any],
+             reasons: dict[str, int]) -> Iterator[pl.DataFrame]:
+    """Each part's kept rows; its rejects and scores are spilled, its counts added to `meta` / `reasons`."""
+    like = unified(keys.files)
     offset = 0
-    for i, f in enumerate(inputs):
-        part = read_parts([f], like).with_row_index(ROW, offset=offset).drop(*[c for c in added if c in like.columns])
-        window = pl.col(ROW).is_between(offset, offset + part.height, closed="left")
-        offset += part.height
-        rej = part.join(rej_cols.filter(window), on=ROW, how="inner", maintain_order="left")
-        _write_rejects(name, rej.drop(ROW), folder / f"rejects-{i:05d}.parquet")
-        yield part.join(kept_cols.filter(window), on=ROW, how="inner", maintain_order="left").drop(ROW, *dropped)
+    for i, f in enumerate(keys.files):
+        rows = read_parts([f], like)
+        result = decision.apply(rows.with_row_index(ROW, offset=offset))
+        offset += rows.height
+        check(name, rows, result)
+        meta["rows_kept"] += result.kept.height
+        meta["rows_rejected"] += result.rejected.height
+        for r, n in result.rejected.group_by("reason").len().iter_rows():
+            reasons[r] = reasons.get(r, 0) + n
+        _write_rejects(name, result.rejected, folder / f"rejects-{i:05d}.parquet")
+        if result.scores is not None and result.scores.height:
+            write_part(result.scores, folder / f"scores-{i:05d}.parquet")
+        yield result.kept
 
 
 def _write_rejects(name: str, rejected: pl.DataFrame, path: Path) -> None:

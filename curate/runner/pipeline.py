@@ -60,7 +60,7 @@ def run_steps(recipe: Any, inputs: list[Path], run: RunDir, ctx: BuildContext, *
             (name, step), = steps
             done.parts, meta = run_global(name, step, done.parts, folder, ctx, batch_rows)
             done.rejects[name] = sorted(folder.glob("rejects*.parquet"))
-            done.scores[name] = [p for p in [folder / "scores.parquet"] if p.is_file()]
+            done.scores[name] = sorted(folder.glob("scores*.parquet"))
             metas = [meta]
         for advance in bars:
             advance(total)

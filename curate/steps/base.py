@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from curate.steps.keyed import Decision, KeyParts
 
 T = TypeVar("T")
 
@@ -59,6 +64,16 @@ class BuildContext:
     start_progress: Callable[[str, int], ProgressFn] = field(
         default=lambda description, total: _no_progress
     )
+    scratch_dir: Path | None = None  # global steps: the stage's folder in the run (removed with the run)
+
+    @contextmanager
+    def scratch(self, prefix: str) -> Iterator[Path]:
+        """A private temporary folder for spilled intermediate files, removed on exit (also on errors). It
+        lives in the stage folder of the run when there is one, else in the recipe's work folder."""
+        base = self.scratch_dir or self.work_dir
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=prefix, dir=base) as tmp:
+            yield Path(tmp)
 
     def track(self, items: Iterable[T], total: int, description: str) -> Iterator[T]:
         """Iterate with a progress bar."""
@@ -91,13 +106,23 @@ class Step:
     def reads(self, columns: list[str]) -> list[pl.Expr] | None:
         """Global steps: the columns `apply` decides on, as expressions over the stage's `columns`.
 
-        When given, the runner loads only these (plus `id`) for the whole stage, runs `apply` on them and
-        applies the decision to the whole rows part by part, so a global stage holds its keys, not its rows
-        (1M MedMCQA rows: the explanation, metadata and source columns never enter memory at once). The
-        step must keep its kept rows in input order and must not change the columns it reads (it may add
+        When given, the runner hands these (plus `id` and the row number) to `decide`, part by part, and
+        applies the returned decision to the whole rows one part at a time, so a global stage never holds
+        its rows (see `curate.steps.keyed`). With the default `decide` the step's `apply` gets all keys at
+        once and must keep its kept rows in input order and not change the columns it reads (it may add
         columns: they travel to the whole rows). None (the default): `apply` gets the whole rows.
         """
         return None
+
+    def decide(self, keys: KeyParts, ctx: BuildContext) -> Decision:
+        """Global steps with `reads`: decide on the keys (`id`, what `reads` named and the row number `__row`,
+        part by part), return a Decision the runner applies to the whole rows one part at a time (see
+        `curate.steps.keyed`). This default runs `apply` on all keys at once; a step whose keys do not fit
+        in memory (dedup, decontaminate) walks `keys` part by part and keeps only compact arrays."""
+        from curate.steps.keyed import FrameDecision
+
+        res = self.apply(keys.collect(), ctx)
+        return FrameDecision(self.name, res.kept, res.rejected, keys.columns, res.scores, res.stats)
 
     def estimate(self, frame: pl.DataFrame, ctx: BuildContext) -> dict[str, Any] | None:
         """Optional cost estimate for `--dry-run` (teacher steps). None means "free"."""
