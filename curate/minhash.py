@@ -153,7 +153,7 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int, *, active: np.ndarra
     found = np.zeros(0, dtype=np.uint64)  # unique pair codes i * n + j so far (8 bytes a pair, not 16)
     for band in range(bands):
         out: list[np.ndarray] = []
-        key = _band_keys(sig[idx, band * rows : (band + 1) * rows])
+        key = band_keys(sig[idx, band * rows : (band + 1) * rows])
         order = np.argsort(key, kind="stable")
         sk = key[order]
         new = np.ones(sk.shape[0], dtype=bool)
@@ -183,7 +183,7 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
     return a[np.concatenate([[True], a[1:] != a[:-1]])] if a.shape[0] else a
 
 
-def _band_keys(cols: np.ndarray) -> np.ndarray:
+def band_keys(cols: np.ndarray) -> np.ndarray:
     """One uint64 per row of a band (a multiply-xorshift hash of its uint32 values): rows with equal band values
     get equal keys; different bands collide with probability ~2**-64, which only adds a candidate pair
     that verification (or the estimated Jaccard) then rejects. Sorting these keys instead of the raw

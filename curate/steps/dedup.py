@@ -37,6 +37,8 @@ version. Their rows are never rejected or compared among themselves: only new ro
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,16 +47,13 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from curate.errors import InputError
-from curate.minhash import (
-    candidate_pairs,
-    estimated_jaccard,
-    exact_jaccard,
-    optimal_bands,
-    signatures,
-    text_shingles,
-)
+from curate.minhash import optimal_bands
+from curate.near_pairs import GroupPart, SetCache, candidate_windows, pair_blocks, spill_part, verify_block
 from curate.record import MESSAGE, OPTION
 from curate.steps import BuildContext, Step, StepParams, StepResult
+from curate.steps.dedup_decision import EXACT, KEPT, NEAR, DedupDecision
+from curate.steps.dedup_resolve import EdgeStore, orient, resolve_clusters
+from curate.steps.keyed import ROW, KeyParts, decide_rows
 from curate.textnorm import answer_texts, join_expr, norm_expr, option_texts_expr
 
 
@@ -197,107 +196,42 @@ def read_previous(paths: list[str]) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
-#: Rounds of the vectorised greedy before the undecided rest is finished one row at a time. Real and
-#: benchmark data settle in under 20 rounds (1M derived rows, 11M verified pairs: 9 rounds); only a long
-#: chain of near duplicates ordered by priority (A~B~C~... ) needs more.
-MAX_ROUNDS = 64
-
-
-def resolve_clusters(n: int, edges: np.ndarray, sims: np.ndarray, rank: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Which kept row each row duplicates (itself when kept) and its similarity to it.
-
-    Rows are visited best rank first; a row is kept unless it has a verified edge to a row already kept,
-    in which case it points at the most similar such row (ties: the better-ranked one). So a row leaves
-    only as the direct near duplicate of a kept row: no A~B~C chains where C is unlike A.
-
-    The visit is computed in rounds over the edge arrays, not row by row: a row is kept once every
-    better-ranked neighbour has left, and leaves once one of them is kept; that is the row-order result.
-    At 1M rows and 11M pairs a Python dict of neighbours took 60 s and 1.8 GB; the rounds take a few
-    seconds and a few arrays of the edge count.
-    """
-    target = np.arange(n, dtype=np.int64)
-    sim = np.ones(n)
-    if edges.shape[0] == 0:
-        return target, sim
-    a, b = edges[:, 0].astype(np.int64), edges[:, 1].astype(np.int64)
-    swap = rank[a] > rank[b]
-    u, v = np.where(swap, b, a), np.where(swap, a, b)  # u ranks better than v
-    state = np.zeros(n, dtype=np.int8)  # 0 undecided, 1 kept, 2 left
-    live = np.arange(u.shape[0])
-    for _ in range(MAX_ROUNDS):
-        if not live.size:
-            break
-        blocked = np.zeros(n, dtype=bool)
-        blocked[v[live][state[u[live]] != 2]] = True
-        state[(state == 0) & ~blocked] = 1
-        hit = v[live][state[u[live]] == 1]
-        state[hit] = 2
-        live = live[state[v[live]] == 0]
-    if live.size:
-        _finish_in_order(state, u[live], v[live], rank)
-    state[state == 0] = 1
-    sel = (state[u] == 1) & (state[v] == 2)
-    eu, ev, es = u[sel], v[sel], sims[sel]
-    order = np.lexsort((rank[eu], -es, ev))  # per left row: most similar kept neighbour, then best rank
-    first = np.ones(order.shape[0], dtype=bool)
-    first[1:] = ev[order][1:] != ev[order][:-1]
-    pick = order[first]
-    target[ev[pick]] = eu[pick]
-    sim[ev[pick]] = es[pick]
-    return target, sim
-
-
-def _finish_in_order(state: np.ndarray, u: np.ndarray, v: np.ndarray, rank: np.ndarray) -> None:
-    """The rows still undecided after MAX_ROUNDS, one at a time in rank order (`u` ranks better than `v`)."""
-    by_v = np.argsort(v, kind="stable")
-    u, v = u[by_v], v[by_v]
-    starts = np.searchsorted(v, np.arange(state.shape[0] + 1))
-    todo = np.nonzero(state == 0)[0]
-    for m in todo[np.argsort(rank[todo], kind="stable")].tolist():
-        better = u[starts[m]:starts[m + 1]]
-        state[m] = 2 if (state[better] == 1).any() else 1
-
-
 def _default_settings(p: DedupParams) -> TaskDedup:
     return TaskDedup(key="question_answer", ngram=p.ngram, num_perm=p.num_perm, bands=p.bands, rows=p.rows,
                      threshold=p.threshold, norm_numbers=False)
 
 
-def _near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, alive: np.ndarray,
-                is_old: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Verified near-duplicate pairs (local indices) among `rows` with one group's settings, their Jaccard."""
-    if t.bands is None or t.rows is None:
-        bands, rows_per_band = optimal_bands(t.threshold, t.num_perm)
-    else:
-        bands, rows_per_band = t.bands, t.rows
-    stats = {"key": t.key, "ngram": t.ngram, "ngram_unit": "word", "num_perm": t.num_perm, "bands": bands,
-             "rows": rows_per_band, "threshold": t.threshold, "seed": seed, "verify": p.verify,
-             "min_option_jaccard": p.min_option_jaccard,
-             "norm_numbers": t.norm_numbers, "hash": "xxh3-64 words, multiply-shift permutations (curate.minhash)"}
-    if t.norm_numbers:
-        rows = _zero_numbers(rows)
-    text = rows.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
-    sh = text_shingles(text, t.ngram)
-    del text
-    sig = signatures(sh, t.num_perm, seed)
-    active = alive & (np.diff(sh.offsets) > 0)
-    pairs = candidate_pairs(sig, bands, rows_per_band, active=active)
-    pairs = pairs[~(is_old[pairs[:, 0]] & is_old[pairs[:, 1]])]  # old rows are never compared
-    if p.verify:
-        del sig  # 512 B a row, not needed to verify
-        jac = exact_jaccard(sh, pairs)
-    else:
-        jac = estimated_jaccard(sig, pairs)
-    ok = jac >= t.threshold
-    if p.min_option_jaccard > 0 and pairs.shape[0]:
-        # a shared stem or case text with different options is a different question
-        osh = text_shingles(rows.select(option_texts_expr(sort=True).alias("o"))["o"], 1)
-        both = (np.diff(osh.offsets)[pairs[:, 0]] > 0) & (np.diff(osh.offsets)[pairs[:, 1]] > 0)
-        ok &= ~both | (exact_jaccard(osh, pairs) >= p.min_option_jaccard)
-    stats.update({"rows_compared": int(rows.height), "candidate_pairs": int(pairs.shape[0]),
-                  "verified_pairs": int(ok.sum())})
-    return pairs[ok], jac[ok], stats
+def _bands(t: TaskDedup) -> tuple[int, int]:
+    return optimal_bands(t.threshold, t.num_perm) if t.bands is None or t.rows is None else (t.bands, t.rows)
+
+
+def _group_stats(t: TaskDedup, p: DedupParams, seed: int) -> dict[str, Any]:
+    bands, rows_per_band = _bands(t)
+    return {"key": t.key, "ngram": t.ngram, "ngram_unit": "word", "num_perm": t.num_perm, "bands": bands,
+            "rows": rows_per_band, "threshold": t.threshold, "seed": seed, "verify": p.verify,
+            "min_option_jaccard": p.min_option_jaccard,
+            "norm_numbers": t.norm_numbers, "hash": "xxh3-64 words, multiply-shift permutations (curate.minhash)",
+            "rows_compared": 0, "candidate_pairs": 0, "verified_pairs": 0}
+
+
+def _prepared(keys: pl.DataFrame) -> pl.DataFrame:
+    """A key part with every column dedup reads (absent ones null) and the gold answer as text."""
+    here = keys.with_columns(*[pl.lit(None, dtype=pl.List(MESSAGE) if c == "turns" else pl.Utf8).alias(c)
+                               for c in ("task", "turns", "context", "explanation") if c not in keys.columns])
+    if "has_explanation" not in here.columns:
+        here = here.with_columns(HAS_EXPLANATION.alias("has_explanation"))
+    return here.with_columns(answer_texts(here).alias("_answer_text"))
+
+
+@dataclass
+class _Scan:
+    """What the pass over the key parts keeps: 18 bytes a row, plus the spilled group parts."""
+
+    k1: list[np.ndarray] = field(default_factory=list)
+    k2: list[np.ndarray] = field(default_factory=list)
+    has_exp: list[np.ndarray] = field(default_factory=list)
+    ids: list[tuple[int, Path]] = field(default_factory=list)  # (first row, ids file) per part
+    groups: dict[str, list[GroupPart]] = field(default_factory=dict)
 
 
 class Dedup(Step):
@@ -312,119 +246,169 @@ class Dedup(Step):
         return keep + ([HAS_EXPLANATION.alias("has_explanation")] if "explanation" in columns else [])
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
+        return decide_rows(self, frame, ctx)
+
+    def settings(self) -> list[tuple[str, TaskDedup]]:
+        """(group, settings): the default group first, then one per task in `per_task`."""
+        p: DedupParams = self.params  # type: ignore[assignment]
+        return [("default", _default_settings(p)), *p.per_task.items()]
+
+    def decide(self, keys: KeyParts, ctx: BuildContext) -> DedupDecision:
         p: DedupParams = self.params  # type: ignore[assignment]
         seed = ctx.seed if p.seed is None else p.seed
         old = read_previous(p.against) if p.against else None
         n_old = old.height if old is not None else 0
-        cols = ["id", "task", "question", "context", "options", "answer", "has_explanation", "turns"]
-        here = frame.with_columns(*[pl.lit(None, dtype=pl.List(MESSAGE) if c == "turns" else pl.Utf8).alias(c)
-                                    for c in ("task", "turns", "context", "explanation") if c not in frame.columns])
-        if "has_explanation" not in here.columns:
-            here = here.with_columns(HAS_EXPLANATION.alias("has_explanation"))
+        n = n_old + keys.height
+        parts: list[pl.DataFrame] = []
         if n_old:
-            old = old.with_columns(HAS_EXPLANATION.alias("has_explanation"))
-        rows = pl.concat([old.select(cols), here.select(cols)]) if n_old else here.select(cols)
-        rows = rows.with_columns(answer_texts(rows).alias("_answer_text"))
-        n = rows.height
-        is_old = np.zeros(n, dtype=bool)
-        is_old[:n_old] = True
-        has_exp = rows["has_explanation"].to_numpy()
-        # priority: earlier build first, then rows with an explanation, then input order (lower = better)
-        priority = np.lexsort((np.arange(n), ~has_exp, ~is_old))
-        rank = np.empty(n, dtype=np.int64)
-        rank[priority] = np.arange(n)
-
-        rep = np.arange(n)  # representative (kept) row of each row's cluster
-        reason = np.array([None] * n, dtype=object)
-        sim = np.ones(n)
-        stats: dict = {"exact": p.exact, "near": p.near, "against_rows": n_old}
-
-        # ---- exact duplicates ------------------------------------------------------------------------
-        if p.exact and n:
-            # the key as two 64-bit hashes (16 bytes a row, not the ~300-byte string; a false match needs a
-            # 128-bit collision)
-            key = exact_key_expr()
-            keys = rows.select(key.hash(1).alias("k1"), key.hash(2).alias("k2"),
-                               pl.Series("_rank", rank)).with_row_index("_i")
-            best = (keys.sort("_rank").group_by("k1", "k2", maintain_order=True)
-                    .agg(pl.col("_i").first().alias("_rep")))
-            mapped = keys.join(best, on=["k1", "k2"], how="left").sort("_i")["_rep"].to_numpy().astype(np.int64)
-            del keys, best
-            dup = mapped != np.arange(n)
-            rep[dup] = mapped[dup]
-            reason[dup] = "exact_duplicate"
-
-        # ---- near duplicates among the exact representatives, per settings group ---------------------
-        if p.near and n:
-            alive = rep == np.arange(n)
-            tasks = rows["task"].fill_null("").to_numpy()
-            groups = [("default", _default_settings(p), ~np.isin(tasks, list(p.per_task)))]
-            groups += [(t, s, tasks == t) for t, s in p.per_task.items() if (tasks == t).any()]
-            all_edges, all_sims = [], []
-            for gname, settings, member in groups:
-                idx = np.nonzero(member)[0]
-                if not idx.size:
-                    continue
-                sub = rows if idx.size == n else rows[idx]  # one group: no copy of every key text
-                edges, sims, gstats = _near_edges(sub, settings, p, seed, alive[idx], is_old[idx])
-                del sub
-                all_edges.append(idx[edges])
-                all_sims.append(sims)
-                if gname == "default":
-                    stats.update(gstats)
-                else:
-                    stats.setdefault("per_task", {})[gname] = gstats
-            edges = np.concatenate(all_edges) if all_edges else np.zeros((0, 2), dtype=np.int64)
-            sims = np.concatenate(all_sims) if all_sims else np.zeros(0)
-            near_rep, near_sim = resolve_clusters(n, edges, sims, rank)
-            moved = alive & (near_rep != np.arange(n))
-            rep[moved] = near_rep[moved]
-            sim[moved] = near_sim[moved]
-            reason[moved] = "near_duplicate"
-            # exact duplicates of a row that left as a near duplicate point at the row it duplicates
-            exact_rows = ~alive
-            follow = exact_rows & (near_rep[rep] != rep)
-            sim[follow] = near_sim[rep[follow]]
-            reason[follow] = "near_duplicate"
-            rep[exact_rows] = near_rep[rep[exact_rows]]
-
-        stats["exact_duplicates"] = int(((reason == "exact_duplicate") & ~is_old).sum())
-        stats["near_duplicates"] = int(((reason == "near_duplicate") & ~is_old).sum())
-        ids = rows["id"].to_numpy()
-        cluster = ids[rep]
-        new = slice(n_old, n)
-        new_reason = reason[new]
-        details = [
-            None if r is None else
-            f"{cid}{' (earlier build)' if rep_old else ''}"
-            + (f" (jaccard {s:.2f})" if r == "near_duplicate" else "")
-            for r, cid, rep_old, s in zip(new_reason, cluster[new], is_old[rep[new]], sim[new], strict=True)
-        ]
-        tagged = frame.with_columns(
-            pl.Series("dup_cluster", cluster[new], dtype=pl.Utf8),
-            pl.Series("_reason", new_reason.tolist(), dtype=pl.Utf8),
-            pl.Series("_detail", details, dtype=pl.Utf8),
-        )
-        kept = tagged.filter(pl.col("_reason").is_null()).drop("_reason", "_detail")
-        rejected = (
-            tagged.filter(pl.col("_reason").is_not_null())
-            .drop([] if "dup_cluster" in frame.columns else ["dup_cluster"])
-            .rename({"_reason": "reason", "_detail": "detail"})
-        )
-        stats["clusters_with_duplicates"] = int(
-            tagged.filter(pl.col("_reason").is_not_null())["dup_cluster"].n_unique()
-        )
+            parts.append(old.select(pl.col("id"), *self.reads(old.columns)).with_row_index(ROW))
+        with ctx.scratch("dedup-") as tmp:
+            scan = _Scan()
+            for start, part in _numbered(parts, keys, n_old):
+                self._scan_part(scan, _prepared(part), start, tmp, seed)
+            is_old = np.zeros(n, dtype=bool)
+            is_old[:n_old] = True
+            has_exp = np.concatenate(scan.has_exp) if scan.has_exp else np.zeros(0, dtype=bool)
+            # priority: earlier build first, then rows with an explanation, then input order (lower = better)
+            rank = np.empty(n, dtype=np.int64)
+            rank[np.lexsort((np.arange(n), ~has_exp, ~is_old))] = np.arange(n)
+            del has_exp
+            rep = _exact_reps(scan, rank, n) if p.exact else np.arange(n, dtype=np.int64)
+            code = np.where(rep != np.arange(n), EXACT, KEPT).astype(np.int8)
+            sim = np.ones(n)
+            stats: dict[str, Any] = {"exact": p.exact, "near": p.near, "against_rows": n_old}
+            if p.near and n:
+                store = EdgeStore(tmp / "edges")
+                gstats = self._near(scan, rep == np.arange(n), is_old, rank, n, seed, store, tmp)
+                near_rep, near_sim = resolve_clusters(n, store, None, rank)
+                _follow(code, rep, sim, near_rep, near_sim)
+                for gname, g in gstats.items():
+                    if gname == "default":
+                        stats.update(g)
+                    else:
+                        stats.setdefault("per_task", {})[gname] = g
+            new = slice(n_old, n)
+            pointed = np.unique(rep[new][code[new] != KEPT])
+            rep_ids = _ids_of(pointed, scan.ids, old)
+        stats["exact_duplicates"] = int(((code == EXACT) & ~is_old).sum())
+        stats["near_duplicates"] = int(((code == NEAR) & ~is_old).sum())
+        stats["clusters_with_duplicates"] = int(rep_ids["_rep_id"].n_unique())
         if stats.get("per_task"):
-            groups = ({"default": {k: stats[k] for k in ("key", "ngram", "bands", "rows", "threshold",
-                                                          "norm_numbers", "rows_compared", "candidate_pairs",
-                                                          "verified_pairs")}} if "key" in stats else {})
-            groups |= stats["per_task"]
-            stats["report_tables"] = [{
-                "title": "Near-duplicate settings per task",
-                "header": ["task", "key text", "word n-gram", "bands x rows", "Jaccard threshold", "numbers as 0",
-                           "rows compared", "candidate pairs", "verified pairs"],
-                "rows": [[t, g["key"], g["ngram"], f"{g['bands']} x {g['rows']}", g["threshold"], g["norm_numbers"],
-                          g["rows_compared"], g["candidate_pairs"], g["verified_pairs"]] for t, g in groups.items()],
-            }]
-        scores = tagged.select("id", "dup_cluster", pl.Series("dup_similarity", sim[new]))
-        return StepResult(kept, rejected, scores=scores, stats=stats)
+            stats["report_tables"] = [_settings_table(stats)]
+        return DedupDecision(n_old, code, rep, sim, is_old, rep_ids, stats)
+
+    def _scan_part(self, scan: _Scan, rows: pl.DataFrame, start: int, tmp: Path, seed: int) -> None:
+        """Exact-key hashes, the explanation flag and ids of one part; each group's rows shingled and spilled."""
+        p: DedupParams = self.params  # type: ignore[assignment]
+        key = exact_key_expr()
+        hashed = rows.select(key.hash(1).alias("k1"), key.hash(2).alias("k2"))
+        scan.k1.append(hashed["k1"].to_numpy())
+        scan.k2.append(hashed["k2"].to_numpy())
+        scan.has_exp.append(rows["has_explanation"].fill_null(False).to_numpy())
+        ids = tmp / f"ids-{len(scan.ids):05d}.arrow"
+        rows.select("id").write_ipc(ids)
+        scan.ids.append((start, ids))
+        tasks = rows["task"].fill_null("")
+        for gname, t in self.settings():
+            member = ~tasks.is_in(list(p.per_task)) if gname == "default" else tasks == gname
+            local = np.nonzero(member.to_numpy())[0]
+            if not local.size:
+                continue
+            sub = rows[local]
+            if t.norm_numbers:
+                sub = _zero_numbers(sub)
+            text = sub.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
+            options = sub.select(option_texts_expr(sort=True).alias("o"))["o"] if p.min_option_jaccard > 0 else None
+            bands, rows_per_band = _bands(t)
+            part = spill_part(tmp, f"{gname}-{len(scan.ids):05d}", start, start + local, text, options,
+                              ngram=t.ngram, num_perm=t.num_perm, bands=bands, rows_per_band=rows_per_band,
+                              seed=seed, keep_sig=not p.verify)
+            scan.groups.setdefault(gname, []).append(part)
+
+    def _near(self, scan: _Scan, alive: np.ndarray, is_old: np.ndarray, rank: np.ndarray, n: int, seed: int,
+              store: EdgeStore, tmp: Path) -> dict[str, dict[str, Any]]:
+        """Verified near-duplicate pairs of every settings group into `store`; the groups' stats."""
+        p: DedupParams = self.params  # type: ignore[assignment]
+        out = {}
+        for gname, t in self.settings():
+            parts = scan.groups.get(gname)
+            if not parts:
+                continue
+            g = out[gname] = _group_stats(t, p, seed)
+            g["rows_compared"] = int(sum(gp.rows.shape[0] for gp in parts))
+            for gp in parts:
+                gp.active &= alive[gp.rows]
+            cache = SetCache()
+            for w, codes in candidate_windows(parts, n, g["bands"], tmp):
+                i, j = (codes // np.uint64(n)).astype(np.int64), (codes % np.uint64(n)).astype(np.int64)
+                keep = ~(is_old[i] & is_old[j])  # old rows are never compared
+                i, j = i[keep], j[keep]
+                g["candidate_pairs"] += int(i.shape[0])
+                for q, pos in pair_blocks(parts, i, j):
+                    ok, sim = verify_block(parts[w], parts[q], i[pos], j[pos], cache, verify=p.verify,
+                                           min_option_jaccard=p.min_option_jaccard, threshold=t.threshold)
+                    u, v = orient(i[pos][ok], j[pos][ok], rank)
+                    store.add(u, v, sim[ok])
+                    g["verified_pairs"] += int(ok.sum())
+        return out
+
+
+def _numbered(old: list[pl.DataFrame], keys: KeyParts, n_old: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(first row number, key part): rows of earlier builds first, then the stage's parts."""
+    for part in old:
+        yield 0, part
+    for part in keys:
+        yield n_old + (int(part[ROW][0]) if part.height else 0), part
+
+
+def _exact_reps(scan: _Scan, rank: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the best-ranked row with the same exact key (the key as two 64-bit hashes: 16 bytes a row,
+    not the ~300-byte string; a false match needs a 128-bit collision)."""
+    k1, k2 = np.concatenate(scan.k1), np.concatenate(scan.k2)
+    order = np.lexsort((rank, k2, k1))
+    first = np.ones(n, dtype=bool)
+    first[1:] = (k1[order][1:] != k1[order][:-1]) | (k2[order][1:] != k2[order][:-1])
+    del k1, k2
+    rep = np.empty(n, dtype=np.int64)
+    rep[order] = order[first][np.cumsum(first) - 1]
+    return rep
+
+
+def _follow(code: np.ndarray, rep: np.ndarray, sim: np.ndarray, near_rep: np.ndarray, near_sim: np.ndarray) -> None:
+    """Near duplicates leave; exact duplicates of a row that left as a near duplicate point at the row it
+    duplicates."""
+    n = rep.shape[0]
+    alive = rep == np.arange(n)
+    moved = alive & (near_rep != np.arange(n))
+    rep[moved], sim[moved], code[moved] = near_rep[moved], near_sim[moved], NEAR
+    exact_rows = ~alive
+    follow = exact_rows & (near_rep[rep] != rep)
+    sim[follow] = near_sim[rep[follow]]
+    code[follow] = NEAR
+    rep[exact_rows] = near_rep[rep[exact_rows]]
+
+
+def _ids_of(rows: np.ndarray, files: list[tuple[int, Path]], old: pl.DataFrame | None) -> pl.DataFrame:
+    """`_rep`, `_rep_id` for the given row numbers (sorted), read back from the spilled id files."""
+    frames = []
+    for k, (start, path) in enumerate(files):
+        end = files[k + 1][0] if k + 1 < len(files) else None
+        mine = rows[(rows >= start) & (True if end is None else rows < end)]
+        if mine.size:
+            ids = pl.read_ipc(path)["id"]
+            frames.append(pl.DataFrame({"_rep": mine, "_rep_id": ids.gather(mine - start)}))
+    return pl.concat(frames) if frames else pl.DataFrame(schema={"_rep": pl.Int64, "_rep_id": pl.Utf8})
+
+
+def _settings_table(stats: dict[str, Any]) -> dict[str, Any]:
+    groups = ({"default": {k: stats[k] for k in ("key", "ngram", "bands", "rows", "threshold", "norm_numbers",
+                                                 "rows_compared", "candidate_pairs", "verified_pairs")}}
+              if "key" in stats else {})
+    groups |= stats["per_task"]
+    return {
+        "title": "Near-duplicate settings per task",
+        "header": ["task", "key text", "word n-gram", "bands x rows", "Jaccard threshold", "numbers as 0",
+                   "rows compared", "candidate pairs", "verified pairs"],
+        "rows": [[t, g["key"], g["ngram"], f"{g['bands']} x {g['rows']}", g["threshold"], g["norm_numbers"],
+                  g["rows_compared"], g["candidate_pairs"], g["verified_pairs"]] for t, g in groups.items()],
+    }
