@@ -171,30 +171,36 @@ CONTENDERS = {
     "bare aiohttp + orjson (floor)": lambda f, url, n, d: run_bare(f, url, n),
 }
 
+_SHORT = dict(zip(CONTENDERS, ("ours", "httpx", "aiohttp", "floor"), strict=True))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--inflight", type=int, nargs="+", default=[64, 256, 512])
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender and setting (median, min, max)")
+    ap.add_argument("--only", nargs="+", choices=["ours", "httpx", "aiohttp", "floor"],
+                    help="run only these contenders (ours and the floor are always run: the ratio needs both)")
     args = ap.parse_args()
     logging.getLogger("medcurate").setLevel(logging.WARNING)
+    contenders = {name: fn for name, fn in CONTENDERS.items()
+                  if not args.only or _SHORT[name] in args.only or _SHORT[name] in ("ours", "floor")}
     frame = load_rows(args.rows)
     proc, url = start_server()
     table: list[tuple[str, int, dict]] = []
     try:
         run_ours(frame.head(200), url, 64, Path(tempfile.mkdtemp()))  # warm-up (imports, connections)
         for inflight in args.inflight:
-            runs: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+            runs: dict[str, list[dict]] = {name: [] for name in contenders}
             replay: list[dict] = []
             for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits every contender alike
-                for name, fn in CONTENDERS.items():
+                for name, fn in contenders.items():
                     with tempfile.TemporaryDirectory() as d:
                         runs[name].append(fn(frame, url, inflight, Path(d)))
                         if name == "medcurate cot step":  # 2nd run on the same cache: every call a hit
                             again = run_ours(frame, url, inflight, Path(d))
                             replay.append({**again, "http": again["requests"], "requests": frame.height})
-            for name in CONTENDERS:
+            for name in contenders:
                 table.append((name, inflight, _summary(runs[name])))
             table.append(("medcurate cot, cache replay", inflight, _summary(replay)))
     finally:
