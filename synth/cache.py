@@ -113,19 +113,8 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         conn.execute(_INSERT + ",".join([_ROW_PARAMS] * len(chunk)), [v for row in chunk for v in row])
 
 
-#: page size of a new cache file (an existing file keeps its own: sqlite fixes it when the file is created)
-PAGE_SIZE = 16_384
-
-
 def _connect(path: Path) -> sqlite3.Connection:
-    """A connection in WAL mode. A new file gets `PAGE_SIZE` pages: a call row is about 2-3 KB (request in
-    audit form + response), so 4 KB pages (sqlite's default) hold one row each and every insert adds a page
-    to the WAL and, at the checkpoint, to the file; 16 KB pages hold about six. Issue 17d: writer thread
-    7-9 -> 6 us a call for sqlite alone (2,000 MedQA-sized rows in commits of 150), and in
-    benchmarks/teacher_client.py (2,000 MedQA calls, 512 in flight, 7 interleaved runs, loaded machine) the
-    writer 18.4 -> 12.9 us CPU a call, the `cot` step 0.227 -> 0.209 ms CPU a call. Reads are unaffected."""
     conn = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # a no-op on an existing file
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a committed call survives a killed process
     conn.execute("PRAGMA busy_timeout=60000")

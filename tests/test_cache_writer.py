@@ -60,30 +60,3 @@ def test_put_returns_a_future_resolved_once_the_call_is_committed(tmp_path: Path
         done.result(timeout=10)
         with sqlite3.connect(db) as conn:  # committed: another connection sees it now, before any flush/close
             assert conn.execute("SELECT COUNT(*) FROM calls WHERE key = ?", (key,)).fetchone()[0] == 1
-
-
-def test_a_new_cache_uses_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
-    """Issue 17d: new files get 16 KB pages (about six call rows a page instead of one); a cache file written
-    with sqlite's default 4 KB pages by an older version keeps them and still serves and takes calls."""
-    new = tmp_path / "new.sqlite"
-    with CallCache(new) as cache:
-        key = _put(cache, 1)
-    with sqlite3.connect(new) as conn:
-        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16_384
-    with CallCache(new) as cache:
-        assert cache.get(key)["i"] == 1
-
-    old = tmp_path / "old.sqlite"
-    with sqlite3.connect(old) as conn:  # the file as the previous version created it
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE calls (key TEXT PRIMARY KEY, model TEXT NOT NULL, template TEXT NOT NULL, "
-                     "request BLOB NOT NULL, response BLOB NOT NULL, created REAL NOT NULL)")
-        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
-    with CallCache(old) as cache:
-        first = _put(cache, 2)
-    with CallCache(old) as cache:
-        second = _put(cache, 3)
-        assert cache.get(first)["i"] == 2
-    with sqlite3.connect(old) as conn:
-        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
-        assert {r[0] for r in conn.execute("SELECT key FROM calls")} == {first, second}
