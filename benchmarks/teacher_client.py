@@ -13,8 +13,16 @@ the numbers measure the client side. Four contenders send the same rendered mess
   any Python client.
 All run through `synth.client.run_sync` (uvloop when installed, the collector tuned by
 `synth.gc_tuning`), so none gets a faster loop. Each contender runs `--repeat` times per setting, interleaved; the table shows the median req/s with
-min and max, CPU ms per request (this process, all threads) and ours / that contender. Rows are real
-MedQA training questions when ../shared/data is present, else synthetic ones of the same size.
+min and max, CPU ms per request (this process, all threads), the part of it on the event-loop thread
+("main thread": where a Python client saturates first, one core; ours adds the call cache's writer thread,
+whose sqlite work runs mostly outside the GIL) and ours / that contender. Rows are real MedQA training
+questions when ../shared/data is present, else synthetic ones of the same size. `--only ours` skips the
+two openai contenders (ours and the floor always run: the ratio needs both).
+
+Every run of ours starts from an empty call cache, so every call is a miss and a write to a small file;
+a cache that already holds a few hundred thousand calls costs the writer thread several times more per
+call (random-key index inserts: about 40 us CPU and 130-180 us wall a call at 300,000 cached calls, commits
+of 100, against 6-9 us on an empty file; issue 17d).
 """
 
 from __future__ import annotations
@@ -75,12 +83,12 @@ def run_ours(frame: pl.DataFrame, url: str, inflight: int, work: Path) -> dict:
     ctx = BuildContext(recipe_name="bench", work_dir=work, options={"teacher_url": url, "teacher_model": "bench"})
     step = get_step("cot")({"teacher": {"profile": "vllm-local", "max_concurrency": inflight}, "max_attempts": 1,
                             "log_every_s": 3600})
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     res = step.apply(frame, ctx)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, main = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
     reqs = res.stats["client"]["requests"]
     assert res.kept.height == frame.height, res.rejected["reason"].value_counts()
-    return {"requests": reqs, "rows": frame.height, "wall": wall, "cpu": cpu,
+    return {"requests": reqs, "rows": frame.height, "wall": wall, "cpu": cpu, "main": main,
             "cache_hits": res.stats["client"]["cache_hits"], "kept": res.kept.height}
 
 
@@ -94,9 +102,10 @@ def _jobs(frame: pl.DataFrame) -> tuple[list[tuple[list[dict], int]], dict]:
 
 
 def _timed(coro_factory) -> dict:
-    c0, t0 = time.process_time(), time.perf_counter()
+    c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     ok = run_sync(coro_factory)
-    return {"requests": ok, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0}
+    return {"requests": ok, "wall": time.perf_counter() - t0, "cpu": time.process_time() - c0,
+            "main": time.thread_time() - m0}
 
 
 def run_openai(frame: pl.DataFrame, url: str, inflight: int, backend: str) -> dict:
@@ -159,8 +168,9 @@ def run_bare(frame: pl.DataFrame, url: str, inflight: int) -> dict:
 def _summary(runs: list[dict]) -> dict:
     rates = sorted(r["requests"] / r["wall"] for r in runs)
     cpu = sorted(1000 * r["cpu"] / max(r["requests"], 1) for r in runs)
+    main = sorted(1000 * r["main"] / max(r["requests"], 1) for r in runs)
     return {"median": statistics.median(rates), "min": rates[0], "max": rates[-1],
-            "cpu_ms": statistics.median(cpu), "requests": runs[0]["requests"],
+            "cpu_ms": statistics.median(cpu), "main_ms": statistics.median(main), "requests": runs[0]["requests"],
             "cache_hits": runs[0]["cache_hits"], "kept": runs[0]["kept"]}
 
 
@@ -171,30 +181,36 @@ CONTENDERS = {
     "bare aiohttp + orjson (floor)": lambda f, url, n, d: run_bare(f, url, n),
 }
 
+_SHORT = dict(zip(CONTENDERS, ("ours", "httpx", "aiohttp", "floor"), strict=True))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--inflight", type=int, nargs="+", default=[64, 256, 512])
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender and setting (median, min, max)")
+    ap.add_argument("--only", nargs="+", choices=["ours", "httpx", "aiohttp", "floor"],
+                    help="run only these contenders (ours and the floor are always run: the ratio needs both)")
     args = ap.parse_args()
     logging.getLogger("medcurate").setLevel(logging.WARNING)
+    contenders = {name: fn for name, fn in CONTENDERS.items()
+                  if not args.only or _SHORT[name] in args.only or _SHORT[name] in ("ours", "floor")}
     frame = load_rows(args.rows)
     proc, url = start_server()
     table: list[tuple[str, int, dict]] = []
     try:
         run_ours(frame.head(200), url, 64, Path(tempfile.mkdtemp()))  # warm-up (imports, connections)
         for inflight in args.inflight:
-            runs: dict[str, list[dict]] = {name: [] for name in CONTENDERS}
+            runs: dict[str, list[dict]] = {name: [] for name in contenders}
             replay: list[dict] = []
             for _ in range(args.repeat):  # interleaved, so drift on a shared machine hits every contender alike
-                for name, fn in CONTENDERS.items():
+                for name, fn in contenders.items():
                     with tempfile.TemporaryDirectory() as d:
                         runs[name].append(fn(frame, url, inflight, Path(d)))
                         if name == "medcurate cot step":  # 2nd run on the same cache: every call a hit
                             again = run_ours(frame, url, inflight, Path(d))
                             replay.append({**again, "http": again["requests"], "requests": frame.height})
-            for name in CONTENDERS:
+            for name in contenders:
                 table.append((name, inflight, _summary(runs[name])))
             table.append(("medcurate cot, cache replay", inflight, _summary(replay)))
     finally:
@@ -207,13 +223,13 @@ def main() -> None:
           "commits the call cache, parses and verifies each answer and assembles the frame (rows kept = rows that "
           "passed verification; for the others, replies with text)")
     print(f"{'client':<30} {'in flight':>9} {'requests':>9} {'cache hits':>10} {'rows kept':>9} {'req/s median':>13} "
-          f"{'min-max':>13} {'CPU ms/req':>11} {'ours / this':>12}")
+          f"{'min-max':>13} {'CPU ms/req':>11} {'main thread':>11} {'ours / this':>12}")
     ours = {n: r for name, n, r in table if name == "medcurate cot step"}
     for name, inflight, r in table:
         ratio = ours[inflight]["median"] / r["median"]
         http = r["requests"] - r["cache_hits"] if name.endswith("replay") else r["requests"]
         print(f"{name:<30} {inflight:>9} {http:>9} {r['cache_hits']:>10} {r['kept']:>9} {r['median']:>13,.0f} "
-              f"{r['min']:>6,.0f}-{r['max']:<6,.0f} {r['cpu_ms']:>11.3f} {ratio:>11.2f}x")
+              f"{r['min']:>6,.0f}-{r['max']:<6,.0f} {r['cpu_ms']:>11.3f} {r['main_ms']:>11.3f} {ratio:>11.2f}x")
     floor = {n: r for name, n, r in table if name.startswith("bare")}
     for n in sorted(ours):
         print(f"at {n} in flight: ours / bare floor = {ours[n]['median'] / floor[n]['median']:.2f}x "
