@@ -10,7 +10,7 @@ datatrove side: `MinhashDedupSignature.get_shingles` (its text simplification, s
 xxhash of 5-grams) and `get_signature` (its permutations, 14 buckets x 8 hashes), then datatrove's rule:
 two documents are duplicates when one whole bucket signature is equal (stage 2), clustered with
 union-find (stage 3). This is datatrove's algorithm run in memory on one machine, not its file pipeline.
-ours: `curate.steps.dedup._near_edges` per group (with and without the exact-Jaccard check), union-find.
+ours: `curate.steps.dedup.near_edges` per group (with and without the exact-Jaccard check), union-find.
 
 Parity per row: the row's duplicate cluster (the set of other rows it is clustered with) is the same in
 both. The acceptance bar is >= 99% of rows. Two comparisons: LSH alone on both sides (each side's own
@@ -33,7 +33,7 @@ import polars as pl
 from curate.minhash import UnionFind
 from curate.recipe import SourceSpec
 from curate.sources import read_source
-from curate.steps.dedup import ALOE_PER_TASK, DedupParams, _near_edges
+from curate.steps.dedup import ALOE_PER_TASK, DedupParams, near_edges
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = [
@@ -94,8 +94,7 @@ def ours_clusters(frame: pl.DataFrame, group_of: np.ndarray, verify: bool) -> np
     uf = UnionFind(frame.height)
     for task, t in ALOE_PER_TASK.items():
         idx = np.nonzero(group_of == task)[0]
-        n = idx.size
-        edges, _, _ = _near_edges(frame[idx], t, p, 1, np.ones(n, bool), np.zeros(n, bool))
+        edges, _ = near_edges(frame[idx], t, p, 1)
         for a, b in idx[edges].tolist():
             uf.union(a, b)
     return uf.roots()

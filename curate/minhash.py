@@ -11,6 +11,7 @@ numpy's PCG64 with the given seed: the same seed gives the same signatures on ev
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,6 +122,7 @@ def signatures(sh: Shingles, num_perm: int, seed: int, *, chunk: int = 4096) -> 
     return sig
 
 
+@functools.lru_cache(maxsize=64)
 def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5
                   ) -> tuple[int, int]:
     """(bands, rows) with bands * rows <= num_perm minimising the weighted false-positive and

@@ -37,6 +37,7 @@ version. Their rows are never rejected or compared among themselves: only new ro
 from __future__ import annotations
 
 import glob
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ from curate.near_pairs import GroupPart, SetCache, candidate_windows, pair_block
 from curate.record import MESSAGE, OPTION
 from curate.steps import BuildContext, Step, StepParams, StepResult
 from curate.steps.dedup_decision import EXACT, KEPT, NEAR, DedupDecision
-from curate.steps.dedup_resolve import EdgeStore, orient, resolve_clusters
+from curate.steps.dedup_resolve import EDGE, EdgeStore, orient, resolve_clusters
 from curate.steps.keyed import ROW, KeyParts, decide_rows
 from curate.textnorm import answer_texts, join_expr, norm_expr, option_texts_expr
 
@@ -314,15 +315,7 @@ class Dedup(Step):
             local = np.nonzero(member.to_numpy())[0]
             if not local.size:
                 continue
-            sub = rows[local]
-            if t.norm_numbers:
-                sub = _zero_numbers(sub)
-            text = sub.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
-            options = sub.select(option_texts_expr(sort=True).alias("o"))["o"] if p.min_option_jaccard > 0 else None
-            bands, rows_per_band = _bands(t)
-            part = spill_part(tmp, f"{gname}-{len(scan.ids):05d}", start, start + local, text, options,
-                              ngram=t.ngram, num_perm=t.num_perm, bands=bands, rows_per_band=rows_per_band,
-                              seed=seed, keep_sig=not p.verify)
+            part = _spill_group(rows[local], t, p, seed, tmp, f"{gname}-{len(scan.ids):05d}", start + local)
             scan.groups.setdefault(gname, []).append(part)
 
     def _near(self, scan: _Scan, alive: np.ndarray, is_old: np.ndarray, rank: np.ndarray, n: int, seed: int,
@@ -338,19 +331,51 @@ class Dedup(Step):
             g["rows_compared"] = int(sum(gp.rows.shape[0] for gp in parts))
             for gp in parts:
                 gp.active &= alive[gp.rows]
-            cache = SetCache()
-            for w, codes in candidate_windows(parts, n, g["bands"], tmp):
-                i, j = (codes // np.uint64(n)).astype(np.int64), (codes % np.uint64(n)).astype(np.int64)
-                keep = ~(is_old[i] & is_old[j])  # old rows are never compared
-                i, j = i[keep], j[keep]
-                g["candidate_pairs"] += int(i.shape[0])
-                for q, pos in pair_blocks(parts, i, j):
-                    ok, sim = verify_block(parts[w], parts[q], i[pos], j[pos], cache, verify=p.verify,
-                                           min_option_jaccard=p.min_option_jaccard, threshold=t.threshold)
-                    u, v = orient(i[pos][ok], j[pos][ok], rank)
-                    store.add(u, v, sim[ok])
-                    g["verified_pairs"] += int(ok.sum())
+            _group_edges(parts, t, p, n, is_old, rank, store, tmp, g)
         return out
+
+
+def _spill_group(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, tmp: Path, name: str,
+                 numbers: np.ndarray) -> GroupPart:
+    """One part's rows of one settings group: their key text shingled, MinHashed, banded and spilled."""
+    if t.norm_numbers:
+        rows = _zero_numbers(rows)
+    text = rows.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
+    options = rows.select(option_texts_expr(sort=True).alias("o"))["o"] if p.min_option_jaccard > 0 else None
+    bands, rows_per_band = _bands(t)
+    return spill_part(tmp, name, int(numbers[0]), numbers, text, options, ngram=t.ngram, num_perm=t.num_perm,
+                      bands=bands, rows_per_band=rows_per_band, seed=seed, keep_sig=not p.verify)
+
+
+def _group_edges(parts: list[GroupPart], t: TaskDedup, p: DedupParams, n: int, is_old: np.ndarray,
+                 rank: np.ndarray, store: EdgeStore, tmp: Path, g: dict[str, Any]) -> None:
+    """Candidate pairs of one group window by window, verified, oriented (better rank first) into `store`."""
+    cache = SetCache()
+    for w, codes in candidate_windows(parts, n, g["bands"], tmp):
+        i, j = (codes // np.uint64(n)).astype(np.int64), (codes % np.uint64(n)).astype(np.int64)
+        keep = ~(is_old[i] & is_old[j])  # old rows are never compared
+        i, j = i[keep], j[keep]
+        g["candidate_pairs"] += int(i.shape[0])
+        for q, pos in pair_blocks(parts, i, j):
+            ok, sim = verify_block(parts[w], parts[q], i[pos], j[pos], cache, verify=p.verify,
+                                   min_option_jaccard=p.min_option_jaccard, threshold=t.threshold)
+            u, v = orient(i[pos][ok], j[pos][ok], rank)
+            store.add(u, v, sim[ok])
+            g["verified_pairs"] += int(ok.sum())
+
+
+def near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Verified near-duplicate pairs (i < j, row positions) among `rows` with one group's settings, and their
+    similarity: what the step compares, without the keep rule (benchmarks/dedup_parity.py clusters them)."""
+    n = rows.height
+    store = EdgeStore()
+    with tempfile.TemporaryDirectory(prefix="dedup-") as tmp:
+        if n:
+            _group_edges([_spill_group(rows, t, p, seed, Path(tmp), "all", np.arange(n))], t, p, n,
+                         np.zeros(n, dtype=bool), np.arange(n), store, Path(tmp), _group_stats(t, p, seed))
+    chunks = list(store)
+    edges = np.concatenate(chunks) if chunks else np.zeros(0, dtype=EDGE)
+    return np.stack([edges["u"], edges["v"]], axis=1), edges["s"]
 
 
 def _numbered(old: list[pl.DataFrame], keys: KeyParts, n_old: int) -> Iterator[tuple[int, pl.DataFrame]]:
