@@ -69,9 +69,9 @@ class KeyFrame:
 
 
 def key_frame(step: Step, frame: pl.DataFrame) -> KeyFrame:
-    """The keys `step` reads from whole rows in memory."""
-    reads = step.reads(frame.columns) or []
-    return KeyFrame(frame.select(pl.col("id"), *reads).with_row_index(ROW))
+    """The keys `step` reads from whole rows in memory (every column when it names none)."""
+    reads = step.reads(frame.columns)
+    return KeyFrame((frame if reads is None else frame.select(pl.col("id"), *reads)).with_row_index(ROW))
 
 
 def decide_rows(step: Step, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
