@@ -12,6 +12,7 @@ numpy's PCG64 with the given seed: the same seed gives the same signatures on ev
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,7 @@ MAX_SHINGLES = 20_000
 def shingles(tokens: Tokens, n: int, *, cap: int = MAX_SHINGLES) -> Shingles:
     """Word n-gram hashes per document (documents shorter than n give one whole-text shingle).
 
-    Repeats are kept (the MinHash minimum ignores them; `exact_jaccard` makes sets of the few candidates).
+    Repeats are kept (the MinHash minimum ignores them; `curate.near_pairs` keeps each document's set).
     A document with more than `cap` shingles keeps only its `cap` smallest distinct hashes (see MAX_SHINGLES)."""
     docs, hashes = ngram_hashes(tokens, n, short="whole")
     n_docs = tokens.offsets.shape[0] - 1
@@ -142,11 +143,12 @@ def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_we
 
 def candidate_pairs(sig: np.ndarray, bands: int, rows: int, *, active: np.ndarray | None = None,
                     max_bucket: int = 50) -> np.ndarray:
-    """Pairs (i, j), i < j, of documents that share at least one LSH band bucket.
+    """Pairs (i, j), i < j, of documents that share at least one LSH band bucket, in memory.
 
     A bucket of k <= max_bucket documents yields all its pairs; a larger bucket yields a star from its
     first document (same connected components, far fewer pairs). `active`: bool mask of documents that take
-    part (others are ignored). Returns an int64 array of shape (m, 2), unique rows, sorted.
+    part (others are ignored). Returns an int64 array of shape (m, 2), unique rows, sorted. (The dedup step
+    uses the same buckets out of core: `curate.near_pairs.candidate_windows`.)
     """
     idx = np.arange(sig.shape[0], dtype=np.int64) if active is None else np.nonzero(active)[0]
     if idx.shape[0] < 2:
@@ -154,27 +156,48 @@ def candidate_pairs(sig: np.ndarray, bands: int, rows: int, *, active: np.ndarra
     n = np.uint64(sig.shape[0])
     found = np.zeros(0, dtype=np.uint64)  # unique pair codes i * n + j so far (8 bytes a pair, not 16)
     for band in range(bands):
-        out: list[np.ndarray] = []
         key = band_keys(sig[idx, band * rows : (band + 1) * rows])
         order = np.argsort(key, kind="stable")
-        sk = key[order]
-        new = np.ones(sk.shape[0], dtype=bool)
-        new[1:] = sk[1:] != sk[:-1]
-        starts = np.nonzero(new)[0]
-        sizes = np.diff(np.append(starts, sk.shape[0]))
-        # buckets of equal size k share one triangle of in-bucket offsets: no Python loop per bucket
-        for k in np.unique(sizes[sizes > 1]):
-            st = starts[sizes == k]
-            if k <= max_bucket:
-                ii, jj = np.triu_indices(int(k), 1)
-            else:  # star from the bucket's first member
-                ii, jj = np.zeros(int(k) - 1, dtype=np.int64), np.arange(1, int(k))
-            a = idx[order[(st[:, None] + ii[None, :]).ravel()]].astype(np.uint64)
-            b = idx[order[(st[:, None] + jj[None, :]).ravel()]].astype(np.uint64)
-            out.append(np.minimum(a, b) * n + np.maximum(a, b))
+        starts, sizes = shared_buckets(key[order])
+        out = list(bucket_pairs(idx, order, starts, sizes, int(n), max_bucket))
         if out:  # fold each band in: the pairs of all bands at once were 5x the unique ones (1.4 GB at 1M rows)
             found = sorted_unique(np.concatenate([found, *out]))
     return np.stack([found // n, found % n], axis=1).astype(np.int64)
+
+
+def shared_buckets(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, size) of every run of two or more equal keys in a sorted array. Only shared buckets are
+    listed: most band keys are unique, and listing every bucket cost 16 bytes a row (32 MB a band at 2M)."""
+    same = sorted_keys[1:] == sorted_keys[:-1]  # position p: rows p and p + 1 share a bucket
+    if not same.any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    edge = np.diff(same.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.nonzero(edge == 1)[0], np.nonzero(edge == -1)[0]
+    return starts, ends - starts + 1
+
+
+#: Pair codes `bucket_pairs` yields at a time (3 arrays of 16 MB while they are made).
+PAIRS_PER_CHUNK = 2_000_000
+
+
+def bucket_pairs(idx: np.ndarray, order: np.ndarray, starts: np.ndarray, sizes: np.ndarray, n: int,
+                 max_bucket: int) -> Iterator[np.ndarray]:
+    """Pair codes min * n + max of the documents `idx[order[...]]` of every shared bucket of one band, about
+    PAIRS_PER_CHUNK at a time. Buckets of equal size share one triangle of in-bucket offsets: no Python loop
+    per bucket; a bucket above `max_bucket` gives a star from its first member."""
+    nn = np.uint64(n)
+    for k in sorted(set(sizes.tolist())):
+        st_all = starts[sizes == k]
+        if k <= max_bucket:
+            ii, jj = np.triu_indices(k, 1)
+        else:
+            ii, jj = np.zeros(k - 1, dtype=np.int64), np.arange(1, k)
+        step = max(1, PAIRS_PER_CHUNK // ii.shape[0])
+        for s in range(0, st_all.shape[0], step):
+            st = st_all[s:s + step]
+            a = idx[order[(st[:, None] + ii[None, :]).ravel()]].astype(np.uint64)
+            b = idx[order[(st[:, None] + jj[None, :]).ravel()]].astype(np.uint64)
+            yield np.minimum(a, b) * nn + np.maximum(a, b)
 
 
 def sorted_unique(a: np.ndarray) -> np.ndarray:
@@ -197,65 +220,6 @@ def band_keys(cols: np.ndarray) -> np.ndarray:
             key = (key ^ cols[:, c].astype(np.uint64)) * np.uint64(0x9E3779B97F4A7C15)
             key ^= key >> np.uint64(29)
     return key
-
-
-def estimated_jaccard(sig: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    if pairs.shape[0] == 0:
-        return np.zeros(0)
-    return (sig[pairs[:, 0]] == sig[pairs[:, 1]]).mean(axis=1)
-
-
-def exact_jaccard(sh: Shingles, pairs: np.ndarray, *, chunk: int = 1 << 16) -> np.ndarray:
-    """Exact Jaccard similarity of the shingle sets of each pair, vectorised.
-
-    Each document's shingles become a sorted set of dense ranks once; then, `chunk` pairs at a time, the
-    two sets of every pair are tagged with the pair's index, sorted together as one uint64 array
-    (pair << 32 | rank), and equal neighbours counted: the intersection. This replaced a Python loop of
-    two `np.unique` and one `intersect1d` per pair, 140 s of a 100k-row build with 1.26M candidate pairs
-    (benchmarks/scale.py --profile), and gives the same floats (inter / union).
-    """
-    out = np.zeros(pairs.shape[0])
-    if pairs.shape[0] == 0:
-        return out
-    n_docs = sh.offsets.shape[0] - 1
-    distinct = sorted_unique(sh.values.copy())
-    if distinct.shape[0] >= 1 << 32:
-        raise ValueError("more than 2**32 distinct shingles; exact_jaccard packs ranks into 32 bits")
-    # (doc << 32 | dense rank of the shingle), built and sorted in place: one array of the shingle count
-    members = np.searchsorted(distinct, sh.values).view(np.uint64)
-    del distinct
-    members |= np.repeat(np.arange(n_docs, dtype=np.uint64) << np.uint64(32), np.diff(sh.offsets))
-    members.sort()
-    if members.shape[0]:  # drop repeats within a document
-        members = members[np.concatenate([[True], members[1:] != members[:-1]])]
-    sizes = np.bincount((members >> np.uint64(32)).astype(np.int64), minlength=n_docs)
-    starts = np.zeros(n_docs + 1, dtype=np.int64)
-    np.cumsum(sizes, out=starts[1:])
-    low = (members & np.uint64(0xFFFFFFFF)).astype(np.uint32)
-    del members
-    for first in range(0, pairs.shape[0], chunk):
-        p = pairs[first:first + chunk]
-        m = p.shape[0]
-        left, right = _tagged(low, starts, sizes, p[:, 0]), _tagged(low, starts, sizes, p[:, 1])
-        # both are sorted (pair index, then rank): a binary search of the second in the first finds the
-        # shared members without sorting them together (200k rows, 2.5M pairs: 9.6 s -> 7.9 s, same floats)
-        at = np.minimum(np.searchsorted(left, right), max(left.shape[0] - 1, 0))
-        same = right[left[at] == right] if left.shape[0] else right[:0]
-        inter = np.bincount((same >> np.uint64(32)).astype(np.int64), minlength=m)
-        union = sizes[p[:, 0]] + sizes[p[:, 1]] - inter
-        out[first:first + m] = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    return out
-
-
-def _tagged(low: np.ndarray, starts: np.ndarray, sizes: np.ndarray, docs: np.ndarray) -> np.ndarray:
-    """The set members of `docs[k]` as (k << 32 | rank), for every k."""
-    lens = sizes[docs]
-    total = int(lens.sum())
-    seg = np.repeat(np.arange(docs.shape[0], dtype=np.int64), lens)
-    offset = np.zeros(docs.shape[0], dtype=np.int64)
-    np.cumsum(lens[:-1], out=offset[1:])
-    pos = starts[docs][seg] + (np.arange(total, dtype=np.int64) - offset[seg])
-    return (seg.astype(np.uint64) << np.uint64(32)) | low[pos].astype(np.uint64)
 
 
 class UnionFind:

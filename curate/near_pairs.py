@@ -8,12 +8,12 @@ step's scratch folder and is read back one part (or one window of pairs) at a ti
 
 - `spill_part` (pass over the key parts): a part's shingles -> MinHash -> one uint64 key per band
   (`bands-*.npy`, band-major), its distinct shingles and option words as list columns (`sets-*.arrow`);
-- `candidate_windows`: per band, the keys of every active row, sorted; buckets give pairs (same rule as
+- `candidate_windows`: per band, the keys of every active row, sorted; buckets give pairs (the buckets of
   `curate.minhash.candidate_pairs`: all pairs up to `max_bucket` members, a star beyond) written as
   uint64 codes `i * n + j` to the file of the window holding `i`; a window's codes are then de-duplicated;
 - `verify_window`: a window's pairs grouped by the part of `j`, the exact Jaccard of the two shingle sets
   computed by polars (`list.set_intersection` on gathered set columns: 1.1 s per 1M pairs here, against
-  3.6 s for the rank-and-search `curate.minhash.exact_jaccard`, the same floats).
+  3.6 s for the former in-memory rank-and-search `exact_jaccard`, with the same floats).
 """
 
 from __future__ import annotations
@@ -26,11 +26,18 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from curate.minhash import Shingles, band_keys, signatures, sorted_unique, text_shingles
+from curate.minhash import (
+    Shingles,
+    band_keys,
+    bucket_pairs,
+    shared_buckets,
+    signatures,
+    sorted_unique,
+    text_shingles,
+)
 
-#: Pairs generated, and pairs verified, at a time (gathered sets: ~100k x 2 x 35 shingles x 8 B = 56 MB).
+#: Pairs verified at a time (gathered sets: ~100k x 2 x 35 shingles x 8 B = 56 MB).
 PAIR_CHUNK = 100_000
-PAIRS_PER_BUCKET_CHUNK = 2_000_000
 
 
 @dataclass
@@ -44,7 +51,8 @@ class GroupPart:
     sets: Path  # `set`: distinct shingle hashes; `opt`: distinct option words; `sig` when not verifying
 
 
-def _list_column(sh: Shingles) -> pl.Series:
+def set_column(sh: Shingles) -> pl.Series:
+    """Each document's distinct shingle hashes as one list column."""
     arr = pa.LargeListArray.from_arrays(pa.array(sh.offsets, pa.int64()), pa.array(sh.values, pa.uint64()))
     return pl.Series(pl.from_arrow(arr)).list.unique()
 
@@ -57,9 +65,9 @@ def spill_part(folder: Path, name: str, start: int, rows: np.ndarray, text: pl.S
     keys = np.stack([band_keys(sig[:, b * rows_per_band:(b + 1) * rows_per_band]) for b in range(bands)]) \
         if rows.shape[0] else np.zeros((bands, 0), dtype=np.uint64)
     np.save(folder / f"bands-{name}.npy", keys)
-    cols = {"set": _list_column(sh)}
+    cols = {"set": set_column(sh)}
     if options is not None:
-        cols["opt"] = _list_column(text_shingles(options, 1))
+        cols["opt"] = set_column(text_shingles(options, 1))
     if keep_sig:
         cols["sig"] = pl.Series(sig).cast(pl.Array(pl.UInt32, num_perm))
     pl.DataFrame(cols).write_ipc(folder / f"sets-{name}.arrow")
@@ -81,9 +89,9 @@ def candidate_windows(parts: list[GroupPart], n: int, bands: int, folder: Path, 
             key[at:at + row.shape[0]] = row
             at += row.shape[0]
         order = np.argsort(key, kind="stable")
-        starts, sizes = _shared_buckets(key[order])
+        starts, sizes = shared_buckets(key[order])
         del key
-        for codes in _bucket_pairs(idx, order, starts, sizes, n, max_bucket):
+        for codes in bucket_pairs(idx, order, starts, sizes, n, max_bucket):
             window = np.searchsorted(bounds, codes // np.uint64(n), side="right") - 1
             by = np.argsort(window, kind="stable")
             codes, window = codes[by], window[by]
@@ -97,35 +105,6 @@ def candidate_windows(parts: list[GroupPart], n: int, bands: int, folder: Path, 
         codes = sorted_unique(np.fromfile(path, dtype=np.uint64))
         path.unlink()
         yield w, codes
-
-
-def _shared_buckets(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start, size) of every run of two or more equal keys in a sorted array. Only shared buckets are
-    listed: most band keys are unique, and listing every bucket cost 16 bytes a row (32 MB a band at 2M)."""
-    same = sorted_keys[1:] == sorted_keys[:-1]  # position p: rows p and p + 1 share a bucket
-    if not same.any():
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    edge = np.diff(same.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
-    starts, ends = np.nonzero(edge == 1)[0], np.nonzero(edge == -1)[0]
-    return starts, ends - starts + 1
-
-
-def _bucket_pairs(idx: np.ndarray, order: np.ndarray, starts: np.ndarray, sizes: np.ndarray, n: int,
-                  max_bucket: int) -> Iterator[np.ndarray]:
-    """Pair codes of every bucket of one band, at most about PAIRS_PER_BUCKET_CHUNK at a time."""
-    nn = np.uint64(n)
-    for k in sorted(set(sizes.tolist())):
-        st_all = starts[sizes == k]
-        if k <= max_bucket:
-            ii, jj = np.triu_indices(k, 1)
-        else:  # star from the bucket's first member
-            ii, jj = np.zeros(k - 1, dtype=np.int64), np.arange(1, k)
-        step = max(1, PAIRS_PER_BUCKET_CHUNK // ii.shape[0])
-        for s in range(0, st_all.shape[0], step):
-            st = st_all[s:s + step]
-            a = idx[order[(st[:, None] + ii[None, :]).ravel()]].astype(np.uint64)
-            b = idx[order[(st[:, None] + jj[None, :]).ravel()]].astype(np.uint64)
-            yield np.minimum(a, b) * nn + np.maximum(a, b)
 
 
 class SetCache:

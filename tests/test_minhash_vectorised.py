@@ -1,4 +1,5 @@
-"""Vectorised exact Jaccard equals the per-pair set computation on real question texts."""
+"""Vectorised shingles, exact Jaccard and LSH buckets (in memory and out of core) equal their per-pair and
+per-bucket definitions on real question texts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curate.minhash import candidate_pairs, exact_jaccard, shingles, signatures, text_shingles
+from curate.minhash import band_keys, candidate_pairs, shingles, signatures, text_shingles
+from curate.near_pairs import GroupPart, candidate_windows, set_column, set_jaccard
 from curate.recipe import SourceSpec
 from curate.sources import read_source
 from curate.textnorm import tokenize
@@ -27,7 +29,8 @@ def test_exact_jaccard_matches_per_pair_sets(data_dir: Path) -> None:
                             [[n - 1, n - 2], [0, n - 1], [5, 5]]])
     for ngram in (1, 3, 5):
         sh = shingles(tokenize(text), ngram)
-        got = exact_jaccard(sh, pairs, chunk=700)  # several chunks
+        sets = set_column(sh)
+        got = set_jaccard(sets.gather(pairs[:, 0]), sets.gather(pairs[:, 1]))
         want = []
         for i, j in pairs.tolist():
             x, y = set(sh.of(i).tolist()), set(sh.of(j).tolist())
@@ -69,3 +72,21 @@ def test_candidate_pairs_are_the_pairs_that_share_a_band_bucket(data_dir: Path) 
         got = candidate_pairs(sig, bands, rows, max_bucket=max_bucket)
         assert [tuple(p) for p in got.tolist()] == sorted(want)
         assert len(want) > 1500
+
+
+def test_candidate_windows_are_the_in_memory_candidate_pairs(data_dir: Path, tmp_path: Path) -> None:
+    """The out-of-core buckets (band keys spilled per part, pairs written to the window of their first row)
+    give exactly `candidate_pairs`, pairs across parts included."""
+    sig = signatures(text_shingles(_questions(data_dir), 2), 64, seed=3)
+    n, bands, rows = sig.shape[0], 16, 4
+    parts = []
+    for k, start in enumerate(range(0, n, 1000)):
+        block = sig[start:start + 1000]
+        path = tmp_path / f"bands-{k}.npy"
+        np.save(path, np.stack([band_keys(block[:, b * rows:(b + 1) * rows]) for b in range(bands)]))
+        parts.append(GroupPart(start, np.arange(start, start + block.shape[0]), np.ones(block.shape[0], bool),
+                               path, tmp_path / "unused.arrow"))
+    got = np.concatenate([codes for _, codes in candidate_windows(parts, n, bands, tmp_path)])
+    want = candidate_pairs(sig, bands, rows)
+    assert np.array_equal(np.stack([got // n, got % n], axis=1).astype(np.int64), want)
+    assert (want[:, 0] // 1000 != want[:, 1] // 1000).sum() > 100 and not list(tmp_path.glob("codes-*"))

@@ -270,6 +270,7 @@ class Dedup(Step):
             is_old = np.zeros(n, dtype=bool)
             is_old[:n_old] = True
             has_exp = np.concatenate(scan.has_exp) if scan.has_exp else np.zeros(0, dtype=bool)
+            scan.has_exp = []
             # priority: earlier build first, then rows with an explanation, then input order (lower = better)
             rank = np.empty(n, dtype=np.int64)
             rank[np.lexsort((np.arange(n), ~has_exp, ~is_old))] = np.arange(n)
@@ -390,6 +391,7 @@ def _exact_reps(scan: _Scan, rank: np.ndarray, n: int) -> np.ndarray:
     """Per row, the best-ranked row with the same exact key (the key as two 64-bit hashes: 16 bytes a row,
     not the ~300-byte string; a false match needs a 128-bit collision)."""
     k1, k2 = np.concatenate(scan.k1), np.concatenate(scan.k2)
+    scan.k1, scan.k2 = [], []  # 16 B a row, not needed past this point
     order = np.lexsort((rank, k2, k1))
     first = np.ones(n, dtype=bool)
     first[1:] = (k1[order][1:] != k1[order][:-1]) | (k2[order][1:] != k2[order][:-1])
