@@ -24,8 +24,9 @@ note}), `scores` the best match of every row (bench_name, bench_id, bench_overla
 of: n-grams, full text, same question).
 
 The runner hands the keys (question, options, task) one spilled part at a time; `decide` matches each part as
-it comes and keeps only the best match of the rows that match anything (MATCHED_SHARE), so the step holds the
-index, one part's n-grams and that small frame, never all keys. The refusal of a benchmark split and the
+it comes and keeps only the best match of the rows that match anything, 18 bytes each (half the rows of the
+scale build share an n-gram with some item: 51,054 of 102,184 at 200k), so the step holds the index, one
+part's n-grams and that small frame, never all keys. The refusal of a benchmark split and the
 stats need the total hits, known after the pass; `BenchMatches.apply` then joins the matches onto each part
 of whole rows.
 
@@ -110,8 +111,10 @@ class Decontaminate(Step):
         index, found = bench_index(p.sets(), p, ctx.work_dir)
         missing = _check_found(found, p, ctx)
         matched = [_match_part(part, index, p) for part in keys]
-        matches = pl.concat(matched) if matched else _NO_MATCH
-        hits = matches.filter("_hit").group_by("_bench").len()
+        matches = pl.concat(matched, how="vertical_relaxed") if matched else _NO_MATCH
+        items = (index.items.select(pl.col("item").cast(pl.Int32), "bench", "bench_id") if index is not None
+                 else _NO_ITEMS)
+        hits = matches.filter("hit").join(items, on="item").group_by("bench").len()
         hit_counts = {b: int(n) for b, n in hits.iter_rows()}
         _refuse_benchmark_input(keys.height, hit_counts, p.max_hit_fraction)
         table: dict[str, dict[str, Any]] = {}
@@ -128,7 +131,7 @@ class Decontaminate(Step):
             "missing": [b.name for b in missing], "rows_checked": keys.height, "hits": sum(hit_counts.values()),
             "short_items_skipped": index.short_skipped(p) if index is not None and keys.height else 0,
         }
-        return BenchMatches(matches, stats)
+        return BenchMatches(matches, items, p.ngram, stats)
 
 
 def _reads(columns: list[str]) -> list[pl.Expr]:
@@ -154,31 +157,48 @@ def _check_found(found: list[Found], p: DecontaminateParams, ctx: BuildContext) 
     return missing
 
 
-_MATCH_SCHEMA = {ROW: pl.UInt32, "_bench": pl.Utf8, "_bench_id": pl.Utf8, "_overlap": pl.Float64,
-                 "_how": pl.Utf8, "_hit": pl.Boolean}
+#: The decision per matched row, 18 bytes (about 9 MB for the 1M-row scale build, where half the rows share
+#: some n-gram with an item): the item (its bench and id are in the index), the overlap, the rule that
+#: matched (its words are written only for the rows of the part being applied) and hit.
+_MATCH_SCHEMA = {ROW: pl.UInt32, "item": pl.Int32, "overlap": pl.Float64, "rule": pl.UInt8, "hit": pl.Boolean}
 _NO_MATCH = pl.DataFrame(schema=_MATCH_SCHEMA)
-_HELPER = [c for c in _MATCH_SCHEMA if c != ROW]
+_NO_ITEMS = pl.DataFrame(schema={"item": pl.Int32, "bench": pl.Utf8, "bench_id": pl.Utf8})
+NGRAMS, FULL_TEXT, SAME_QUESTION = 0, 1, 2  # `rule`; on a tie (same row, item, overlap) the lowest wins
+
+
+def _how(ngram: int) -> pl.Expr:
+    """The words of a match's rule, for its detail."""
+    overlap = pl.col("overlap").round(2)
+    return (pl.when(pl.col("rule") == NGRAMS).then(pl.format("{} of its {}-grams", overlap, pl.lit(ngram)))
+            .when(pl.col("rule") == FULL_TEXT).then(pl.lit("contains its full text"))
+            .otherwise(pl.format("same question, {} of its options", overlap)))
 
 
 @dataclass
 class BenchMatches:
-    """The decision: the best benchmark match of every row that has one (`ROW`, `_bench`, `_bench_id`,
-    `_overlap`, `_how`, `_hit`; sorted by `ROW`). Rows absent from it match nothing: kept, overlap 0.0."""
+    """The decision: the best benchmark match of every row that has one (`_MATCH_SCHEMA`, sorted by `ROW`),
+    and the index's items (item, bench, bench_id). Rows absent from `matches` match nothing: kept, overlap 0.0."""
 
     matches: pl.DataFrame
+    items: pl.DataFrame
+    ngram: int
     stats: dict[str, Any]
 
     def apply(self, rows: pl.DataFrame) -> StepResult:
         """One part's whole rows (with `ROW`): hits rejected as `benchmark_overlap`, every row scored."""
         lo, hi = (rows[ROW].min(), rows[ROW].max()) if rows.height else (0, -1)
-        tagged = rows.join(self.matches.filter(pl.col(ROW).is_between(lo, hi)), on=ROW, how="left",
-                           maintain_order="left").with_columns(pl.col("_overlap").fill_null(0.0),
-                                                               pl.col("_hit").fill_null(False))
+        found = (self.matches.filter(pl.col(ROW).is_between(lo, hi)).join(self.items, on="item", how="left")
+                 .select(ROW, pl.col("bench").cast(pl.Utf8).alias("_bench"),
+                         pl.col("bench_id").cast(pl.Utf8).alias("_bench_id"), pl.col("overlap").alias("_overlap"),
+                         _how(self.ngram).alias("_how"), pl.col("hit").alias("_hit")))
+        tagged = rows.join(found, on=ROW, how="left", maintain_order="left").with_columns(
+            pl.col("_overlap").fill_null(0.0), pl.col("_hit").fill_null(False))
         kept, rejected = split_by(tagged, pl.when("_hit").then(pl.lit(REASON)),
                                   pl.format("{}:{} ({})", "_bench", "_bench_id", "_how"))
         scores = tagged.select("id", pl.col("_bench").alias("bench_name"), pl.col("_bench_id").alias("bench_id"),
                                pl.col("_overlap").alias("bench_overlap"))
-        return StepResult(kept.drop(ROW, *_HELPER), rejected.drop(ROW, *_HELPER), scores=scores)
+        helper = [c for c in found.columns if c != ROW]
+        return StepResult(kept.drop(ROW, *helper), rejected.drop(ROW, *helper), scores=scores)
 
 
 def _refuse_benchmark_input(rows: int, hit_counts: dict[str, int], max_fraction: float | None) -> None:
@@ -312,7 +332,7 @@ def _match_part(part: pl.DataFrame, index: BenchIndex | None, p: DecontaminatePa
 
 def _match(frame: pl.DataFrame, index: BenchIndex, p: DecontaminateParams) -> pl.DataFrame:
     """Best benchmark match of each row of `frame` (keys with `ROW`) that matches any item, by `ROW`:
-    bench, bench_id, overlap (1.0 for a full short-item match), how, hit (`_MATCH_SCHEMA`)."""
+    item, overlap (1.0 for a full short-item match), rule, hit (`_MATCH_SCHEMA`)."""
     n = p.ngram
     it, grams, denom = index.items, index.grams, index.denom
 
@@ -324,8 +344,8 @@ def _match(frame: pl.DataFrame, index: BenchIndex, p: DecontaminateParams) -> pl
     scored = (
         row_grams.join(grams, on="h").group_by("row", "item").agg(pl.len().alias("shared"))
         .join(denom, on="item").with_columns((pl.col("shared") / pl.col("denom")).alias("overlap"))
-        .with_columns(pl.format("{} of its {}-grams", pl.col("overlap").round(2), pl.lit(n)).alias("how"))
-        .select("row", "item", "overlap", "how", (pl.col("overlap") >= p.min_overlap).alias("hit"))
+        .select("row", "item", "overlap", pl.lit(NGRAMS, pl.UInt8).alias("rule"),
+                (pl.col("overlap") >= p.min_overlap).alias("hit"))
     )
 
     # --- short items: whole normalised text contained (word-aligned) in the row's text of the same kind --
@@ -343,7 +363,7 @@ def _match(frame: pl.DataFrame, index: BenchIndex, p: DecontaminateParams) -> pl
         ).explode("pat").drop_nulls("pat")
         found_short.append(
             m.join(item_of.select("pat", "item"), on="pat")
-            .select("row", "item", pl.lit(1.0).alias("overlap"), pl.lit("contains its full text").alias("how"),
+            .select("row", "item", pl.lit(1.0).alias("overlap"), pl.lit(FULL_TEXT, pl.UInt8).alias("rule"),
                     pl.lit(True).alias("hit"))
         )
     # --- same question, most of the same options (any length: catches a repeat with an option added) ---
@@ -355,21 +375,17 @@ def _match(frame: pl.DataFrame, index: BenchIndex, p: DecontaminateParams) -> pl
                        / pl.col("ro").list.set_union("io").list.len()).alias("overlap"))
         .filter(pl.col("overlap") >= p.min_option_overlap)
         .select("row", "item", "overlap",
-                pl.format("same question, {} of its options", pl.col("overlap").round(2)).alias("how"),
+                pl.lit(SAME_QUESTION, pl.UInt8).alias("rule"),
                 pl.lit(True).alias("hit"))
     )
     found_short.append(same_q)
     # ties (same row, item and overlap: a verbatim copy matches 1.0 by n-grams and by its options too) go to
-    # the first rule in this order, n-grams, full text, same question: a stable sort, so the detail of a row
-    # never depends on the part it came in or the thread schedule (an unstable sort changed 228 of 508
-    # details between a one-part and a 97-row-part build of the same 4,187 rows)
-    allm = pl.concat([scored, *found_short])
+    # the lowest rule, so the detail of a row never depends on the part it came in or the thread schedule
+    # (without `rule` in the sort, 228 of 508 details changed between a one-part and a 97-row-part build)
     return (
-        allm.sort(["row", "hit", "overlap", "item"], descending=[False, True, True, False], maintain_order=True)
+        pl.concat([scored, *found_short])
+        .sort(["row", "hit", "overlap", "item", "rule"], descending=[False, True, True, False, False])
         .group_by("row", maintain_order=True).first()
-        .join(it.select("item", "bench", "bench_id"), on="item", maintain_order="left")
-        .select(pl.col("row").alias(ROW), pl.col("bench").cast(pl.Utf8).alias("_bench"),
-                pl.col("bench_id").cast(pl.Utf8).alias("_bench_id"),
-                pl.col("overlap").cast(pl.Float64).alias("_overlap"), pl.col("how").alias("_how"),
-                pl.col("hit").alias("_hit"))
+        .select(pl.col("row").alias(ROW), pl.col("item").cast(pl.Int32), pl.col("overlap").cast(pl.Float64),
+                "rule", "hit")
     )
