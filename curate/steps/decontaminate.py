@@ -105,8 +105,9 @@ class Decontaminate(Step):
         return result
 
     def decide(self, keys: KeyParts, ctx: BuildContext) -> BenchMatches:
-        """Match the key parts one at a time against the benchmark index (built once), keeping only the rows
-        with any match (about 1 in 40 of the 1M scale rows): never all keys, nor a list per row."""
+        """Match the key parts one at a time against the benchmark index (built once), keeping the best match
+        of the rows with any match (`_MATCH_SCHEMA`): never all keys, nor a Python list per row. The hits of
+        all parts then decide the refusal of a benchmark split and the stats."""
         p: DecontaminateParams = self.params  # type: ignore[assignment]
         index, found = bench_index(p.sets(), p, ctx.work_dir)
         missing = _check_found(found, p, ctx)
