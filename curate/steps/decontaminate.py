@@ -20,7 +20,15 @@ with other options are different questions and are kept.
 
 Each hit is rejected with reason `benchmark_overlap` and detail `<benchmark>:<benchmark id> (...)`;
 `stats["benchmarks"]` holds the per-benchmark table ({name: rows, checked, hits, hit_rate, found, where,
-note}), `scores` the best match of every row (bench_name, bench_id, bench_overlap).
+note}), `scores` the best match of every row (bench_name, bench_id, bench_overlap; on a tie the first rule
+of: n-grams, full text, same question).
+
+The runner hands the keys (question, options, task) one spilled part at a time; `decide` matches each part as
+it comes and keeps only the best match of the rows that match anything, 18 bytes each (half the rows of the
+scale build share an n-gram with some item: 51,054 of 102,184 at 200k), so the step holds the index, one
+part's n-grams and that small frame, never all keys. The refusal of a benchmark split and the
+stats need the total hits, known after the pass; `BenchMatches.apply` then joins the matches onto each part
+of whole rows.
 
 Benchmarks are the shipped pack's sets (`curate.benchpack`, 11 sets, 15,937 items: no set-up, no download),
 located by `curate.benchsets`: `paths: {set: path}` or a `root` folder (relative to the working directory,
@@ -43,13 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 from pydantic import Field
 
 from curate.benchsets import BENCHMARKS, Benchmark, BenchSelection, file_key, load_benchmark
 from curate.errors import RecipeError
 from curate.steps import BuildContext, Step, StepResult, split_by
+from curate.steps.keyed import ROW, KeyFrame, KeyParts
 from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_expr, tokenize
 
 REASON = "benchmark_overlap"
@@ -85,65 +93,113 @@ class Decontaminate(Step):
 
     def reads(self, columns: list[str]) -> list[pl.Expr]:
         """Question, options and task: what the rows are matched on."""
-        return [pl.col(c) for c in ("question", "options", "task") if c in columns]
+        return _reads(columns)
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
+        """Whole rows in memory: `decide` on their keys as one part, then the decision applied to them, so
+        every caller runs the keyed path the runner uses (the keys named here, not through `self.reads`)."""
+        keys = KeyFrame(frame.select(pl.col("id"), *_reads(frame.columns)).with_row_index(ROW))
+        decision = self.decide(keys, ctx)
+        result = decision.apply(frame.with_row_index(ROW))
+        result.stats = decision.stats
+        return result
+
+    def decide(self, keys: KeyParts, ctx: BuildContext) -> BenchMatches:
+        """Match the key parts one at a time against the benchmark index (built once), keeping the best match
+        of the rows with any match (`_MATCH_SCHEMA`): never all keys, nor a Python list per row. The hits of
+        all parts then decide the refusal of a benchmark split and the stats."""
         p: DecontaminateParams = self.params  # type: ignore[assignment]
         index, found = bench_index(p.sets(), p, ctx.work_dir)
-        missing = [b for b in found if not b.found]
-        if missing:
-            by_note: dict[str, list[str]] = {}
-            for b in missing:
-                by_note.setdefault(b.note or "not found", []).append(b.name)
-            ctx.logger.warning(
-                "decontaminate: %d benchmark(s) NOT FOUND - rows were NOT checked against them: %s",
-                len(missing), "; ".join(f"{', '.join(names)} ({note})" for note, names in by_note.items()))
-        if missing and p.strict:
-            raise RecipeError(
-                f"decontaminate: benchmark(s) not found: {', '.join(b.name for b in missing)}",
-                hint="keep the shipped pack on (`pack: true`), set `root:` (or $MEDCURATE_BENCHMARKS) to a "
-                     "folder laid out like shared/data, give `paths: {name: file}`, or `hub: true`",
-            )
-        best = _match_in_chunks(frame, index, p)
-        tagged = frame.with_columns(
-            pl.Series("_bench", best["bench"], dtype=pl.Utf8),
-            pl.Series("_bench_id", best["bench_id"], dtype=pl.Utf8),
-            pl.Series("_overlap", best["overlap"], dtype=pl.Float64),
-            pl.Series("_how", best["how"], dtype=pl.Utf8),
-            pl.Series("_hit", best["hit"], dtype=pl.Boolean),
-        )
-        hit = pl.col("_hit")
-        kept, rejected = split_by(
-            tagged,
-            pl.when(hit).then(pl.lit(REASON)),
-            pl.format("{}:{} ({})", "_bench", "_bench_id", "_how"),
-        )
-        helper = ["_bench", "_bench_id", "_overlap", "_how", "_hit"]
-        hits = rejected.group_by("_bench").len() if rejected.height else pl.DataFrame(
-            schema={"_bench": pl.Utf8, "len": pl.UInt32})
-        hit_counts = dict(zip(hits["_bench"].to_list(), hits["len"].to_list(), strict=True))
-        _refuse_benchmark_input(frame.height, hit_counts, p.max_hit_fraction)
+        missing = _check_found(found, p, ctx)
+        matched = [_match_part(part, index, p) for part in keys]
+        matches = pl.concat(matched, how="vertical_relaxed") if matched else _NO_MATCH
+        items = (index.items.select(pl.col("item").cast(pl.Int32), "bench", "bench_id") if index is not None
+                 else _NO_ITEMS)
+        hits = matches.filter("hit").join(items, on="item").group_by("bench").len()
+        hit_counts = {b: int(n) for b, n in hits.iter_rows()}
+        _refuse_benchmark_input(keys.height, hit_counts, p.max_hit_fraction)
         table: dict[str, dict[str, Any]] = {}
         for b in found:
-            checked = frame.height if b.found else 0
-            k = int(hit_counts.get(b.name, 0))
+            checked = keys.height if b.found else 0
+            k = hit_counts.get(b.name, 0)
             table[b.name] = {"rows": b.rows, "checked": checked, "hits": k,
                              "hit_rate": round(k / checked, 6) if checked else 0.0, "found": b.found,
                              "where": b.where if b.found else None, "note": b.note}
-        scores = tagged.select(
-            "id",
-            pl.col("_bench").alias("bench_name"),
-            pl.col("_bench_id").alias("bench_id"),
-            pl.col("_overlap").alias("bench_overlap"),
-        )
         stats = {
             "ngram": p.ngram, "min_overlap": p.min_overlap, "min_short_tokens": p.min_short_tokens,
             "min_option_overlap": p.min_option_overlap,
             "max_item_frequency": p.max_item_frequency, "benchmarks": table,
-            "missing": [b.name for b in missing], "rows_checked": frame.height, "hits": rejected.height,
-            "short_items_skipped": best["short_skipped"],
+            "missing": [b.name for b in missing], "rows_checked": keys.height, "hits": sum(hit_counts.values()),
+            "short_items_skipped": index.short_skipped(p) if index is not None and keys.height else 0,
         }
-        return StepResult(kept.drop(helper), rejected.drop(helper), scores=scores, stats=stats)
+        return BenchMatches(matches, items, p.ngram, stats)
+
+
+def _reads(columns: list[str]) -> list[pl.Expr]:
+    return [pl.col(c) for c in ("question", "options", "task") if c in columns]
+
+
+def _check_found(found: list[Found], p: DecontaminateParams, ctx: BuildContext) -> list[Found]:
+    """The benchmarks that could not be found: logged as a warning, an error with `strict`."""
+    missing = [b for b in found if not b.found]
+    if missing:
+        by_note: dict[str, list[str]] = {}
+        for b in missing:
+            by_note.setdefault(b.note or "not found", []).append(b.name)
+        ctx.logger.warning(
+            "decontaminate: %d benchmark(s) NOT FOUND - rows were NOT checked against them: %s",
+            len(missing), "; ".join(f"{', '.join(names)} ({note})" for note, names in by_note.items()))
+    if missing and p.strict:
+        raise RecipeError(
+            f"decontaminate: benchmark(s) not found: {', '.join(b.name for b in missing)}",
+            hint="keep the shipped pack on (`pack: true`), set `root:` (or $MEDCURATE_BENCHMARKS) to a "
+                 "folder laid out like shared/data, give `paths: {name: file}`, or `hub: true`",
+        )
+    return missing
+
+
+#: The decision per matched row, 18 bytes (about 9 MB for the 1M-row scale build, where half the rows share
+#: some n-gram with an item): the item (its bench and id are in the index), the overlap, the rule that
+#: matched (its words are written only for the rows of the part being applied) and hit.
+_MATCH_SCHEMA = {ROW: pl.UInt32, "item": pl.Int32, "overlap": pl.Float64, "rule": pl.UInt8, "hit": pl.Boolean}
+_NO_MATCH = pl.DataFrame(schema=_MATCH_SCHEMA)
+_NO_ITEMS = pl.DataFrame(schema={"item": pl.Int32, "bench": pl.Utf8, "bench_id": pl.Utf8})
+NGRAMS, FULL_TEXT, SAME_QUESTION = 0, 1, 2  # `rule`; on a tie (same row, item, overlap) the lowest wins
+
+
+def _how(ngram: int) -> pl.Expr:
+    """The words of a match's rule, for its detail."""
+    overlap = pl.col("overlap").round(2)
+    return (pl.when(pl.col("rule") == NGRAMS).then(pl.format("{} of its {}-grams", overlap, pl.lit(ngram)))
+            .when(pl.col("rule") == FULL_TEXT).then(pl.lit("contains its full text"))
+            .otherwise(pl.format("same question, {} of its options", overlap)))
+
+
+@dataclass
+class BenchMatches:
+    """The decision: the best benchmark match of every row that has one (`_MATCH_SCHEMA`, sorted by `ROW`),
+    and the index's items (item, bench, bench_id). Rows absent from `matches` match nothing: kept, overlap 0.0."""
+
+    matches: pl.DataFrame
+    items: pl.DataFrame
+    ngram: int
+    stats: dict[str, Any]
+
+    def apply(self, rows: pl.DataFrame) -> StepResult:
+        """One part's whole rows (with `ROW`): hits rejected as `benchmark_overlap`, every row scored."""
+        lo, hi = (rows[ROW].min(), rows[ROW].max()) if rows.height else (0, -1)
+        found = (self.matches.filter(pl.col(ROW).is_between(lo, hi)).join(self.items, on="item", how="left")
+                 .select(ROW, pl.col("bench").cast(pl.Utf8).alias("_bench"),
+                         pl.col("bench_id").cast(pl.Utf8).alias("_bench_id"), pl.col("overlap").alias("_overlap"),
+                         _how(self.ngram).alias("_how"), pl.col("hit").alias("_hit")))
+        tagged = rows.join(found, on=ROW, how="left", maintain_order="left").with_columns(
+            pl.col("_overlap").fill_null(0.0), pl.col("_hit").fill_null(False))
+        kept, rejected = split_by(tagged, pl.when("_hit").then(pl.lit(REASON)),
+                                  pl.format("{}:{} ({})", "_bench", "_bench_id", "_how"))
+        scores = tagged.select("id", pl.col("_bench").alias("bench_name"), pl.col("_bench_id").alias("bench_id"),
+                               pl.col("_overlap").alias("bench_overlap"))
+        helper = [c for c in found.columns if c != ROW]
+        return StepResult(kept.drop(ROW, *helper), rejected.drop(ROW, *helper), scores=scores)
 
 
 def _refuse_benchmark_input(rows: int, hit_counts: dict[str, int], max_fraction: float | None) -> None:
@@ -176,6 +232,10 @@ class BenchIndex:
     items: pl.DataFrame  # item, bench, bench_id, q, key, has_opts, ntok, io (option set)
     grams: pl.DataFrame  # item, h: informative n-gram hashes of long items
     denom: pl.DataFrame  # item, denom: number of informative n-grams per long item
+
+    def short_skipped(self, p: DecontaminateParams) -> int:
+        """Items too short to check (fewer than `min_short_tokens` words)."""
+        return int(self.items.filter(pl.col("ntok") < p.min_short_tokens).height)
 
 
 INDEX_VERSION = 1
@@ -260,30 +320,24 @@ _OPT_SET = pl.col("options").list.eval(norm_expr(pl.element().struct.field("text
 
 #: Rows matched at once. Matching is row by row against the fixed index, so chunks give the same result;
 #: the n-gram hashes of a chunk's three texts per row are what it holds (about 1.2 GB for 1M MedMCQA rows
-#: at once, about 0.25 GB per 200k chunk).
+#: at once, about 0.25 GB per 200k chunk). The runner's key parts (`batch_rows`, 50k) are smaller still.
 MATCH_ROWS = 200_000
 
 
-def _match_in_chunks(frame: pl.DataFrame, index: BenchIndex | None, p: DecontaminateParams) -> dict[str, Any]:
-    """`_match` over slices of MATCH_ROWS rows, joined."""
-    chunks = [_match(frame.slice(s, MATCH_ROWS), index, p) for s in range(0, max(frame.height, 1), MATCH_ROWS)]
-    out = {k: np.concatenate([c[k] for c in chunks]) if isinstance(v, np.ndarray) else [x for c in chunks for x in c[k]]
-           for k, v in chunks[0].items() if k != "short_skipped"}
-    out["short_skipped"] = chunks[0]["short_skipped"]  # a property of the index, the same for every chunk
-    return out
+def _match_part(part: pl.DataFrame, index: BenchIndex | None, p: DecontaminateParams) -> pl.DataFrame:
+    """`_match` over slices of MATCH_ROWS rows of one key part, concatenated (`_MATCH_SCHEMA`)."""
+    if index is None or part.height == 0:
+        return _NO_MATCH
+    return pl.concat([_match(part.slice(s, MATCH_ROWS), index, p) for s in range(0, part.height, MATCH_ROWS)])
 
 
-def _match(frame: pl.DataFrame, index: BenchIndex | None, p: DecontaminateParams) -> dict[str, Any]:
-    """Best benchmark match per row: bench, bench_id, overlap (1.0 for a full short-item match), hit, how."""
-    n_rows = frame.height
-    out: dict[str, Any] = {"bench": [None] * n_rows, "bench_id": [None] * n_rows, "overlap": np.zeros(n_rows),
-                           "hit": np.zeros(n_rows, dtype=bool), "how": [None] * n_rows, "short_skipped": 0}
-    if index is None or n_rows == 0:
-        return out
+def _match(frame: pl.DataFrame, index: BenchIndex, p: DecontaminateParams) -> pl.DataFrame:
+    """Best benchmark match of each row of `frame` (keys with `ROW`) that matches any item, by `ROW`:
+    item, overlap (1.0 for a full short-item match), rule, hit (`_MATCH_SCHEMA`)."""
     n = p.ngram
     it, grams, denom = index.items, index.grams, index.denom
 
-    rows = _texts(frame).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"))
+    rows = _texts(frame).with_columns(frame[ROW].alias("row"))
     row_texts = pl.concat([rows.select("row", pl.col(c).alias("t")) for c in ("q", "qo", "qs")])
     d, h = ngram_hashes(tokenize(row_texts["t"]), n, short="skip")
     row_grams = pl.DataFrame({"row": row_texts["row"].to_numpy()[d], "h": h})
@@ -291,13 +345,12 @@ def _match(frame: pl.DataFrame, index: BenchIndex | None, p: DecontaminateParams
     scored = (
         row_grams.join(grams, on="h").group_by("row", "item").agg(pl.len().alias("shared"))
         .join(denom, on="item").with_columns((pl.col("shared") / pl.col("denom")).alias("overlap"))
-        .with_columns(pl.format("{} of its {}-grams", pl.col("overlap").round(2), pl.lit(n)).alias("how"))
-        .select("row", "item", "overlap", "how", (pl.col("overlap") >= p.min_overlap).alias("hit"))
+        .select("row", "item", "overlap", pl.lit(NGRAMS, pl.UInt8).alias("rule"),
+                (pl.col("overlap") >= p.min_overlap).alias("hit"))
     )
 
     # --- short items: whole normalised text contained (word-aligned) in the row's text of the same kind --
     short = it.filter((pl.col("ntok") < n) & (pl.col("ntok") >= p.min_short_tokens) & (pl.col("key") != ""))
-    out["short_skipped"] = int(it.filter(pl.col("ntok") < p.min_short_tokens).height)
     found_short = []
     for has_opts, col in ((True, "qs"), (False, "q")):
         sub = short.filter(pl.col("has_opts") == has_opts)
@@ -311,7 +364,7 @@ def _match(frame: pl.DataFrame, index: BenchIndex | None, p: DecontaminateParams
         ).explode("pat").drop_nulls("pat")
         found_short.append(
             m.join(item_of.select("pat", "item"), on="pat")
-            .select("row", "item", pl.lit(1.0).alias("overlap"), pl.lit("contains its full text").alias("how"),
+            .select("row", "item", pl.lit(1.0).alias("overlap"), pl.lit(FULL_TEXT, pl.UInt8).alias("rule"),
                     pl.lit(True).alias("hit"))
         )
     # --- same question, most of the same options (any length: catches a repeat with an option added) ---
@@ -323,23 +376,17 @@ def _match(frame: pl.DataFrame, index: BenchIndex | None, p: DecontaminateParams
                        / pl.col("ro").list.set_union("io").list.len()).alias("overlap"))
         .filter(pl.col("overlap") >= p.min_option_overlap)
         .select("row", "item", "overlap",
-                pl.format("same question, {} of its options", pl.col("overlap").round(2)).alias("how"),
+                pl.lit(SAME_QUESTION, pl.UInt8).alias("rule"),
                 pl.lit(True).alias("hit"))
     )
     found_short.append(same_q)
-    allm = pl.concat([scored, *found_short])
-    if allm.height == 0:
-        return out
-    best = (
-        allm.sort(["row", "hit", "overlap", "item"], descending=[False, True, True, False])
+    # ties (same row, item and overlap: a verbatim copy matches 1.0 by n-grams and by its options too) go to
+    # the lowest rule, so the detail of a row never depends on the part it came in or the thread schedule
+    # (without `rule` in the sort, 228 of 508 details changed between a one-part and a 97-row-part build)
+    return (
+        pl.concat([scored, *found_short])
+        .sort(["row", "hit", "overlap", "item", "rule"], descending=[False, True, True, False, False])
         .group_by("row", maintain_order=True).first()
-        .join(it.select("item", "bench", "bench_id"), on="item")
+        .select(pl.col("row").alias(ROW), pl.col("item").cast(pl.Int32), pl.col("overlap").cast(pl.Float64),
+                "rule", "hit")
     )
-    r = best["row"].to_numpy()
-    out["overlap"][r] = best["overlap"].to_numpy()
-    out["hit"][r] = best["hit"].to_numpy()
-    for key, col in (("bench", "bench"), ("bench_id", "bench_id"), ("how", "how")):
-        vals = out[key]
-        for i, v in zip(r.tolist(), best[col].to_list(), strict=True):
-            vals[i] = v
-    return out
