@@ -57,7 +57,7 @@ from pydantic import Field
 from curate.benchsets import BENCHMARKS, Benchmark, BenchSelection, file_key, load_benchmark
 from curate.errors import RecipeError
 from curate.steps import BuildContext, Step, StepResult, split_by
-from curate.steps.keyed import ROW, KeyFrame, KeyParts
+from curate.steps.keyed import ROW, KeyParts, decide_rows
 from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_expr, tokenize
 
 REASON = "benchmark_overlap"
@@ -97,12 +97,8 @@ class Decontaminate(Step):
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         """Whole rows in memory: `decide` on their keys as one part, then the decision applied to them, so
-        every caller runs the keyed path the runner uses (the keys named here, not through `self.reads`)."""
-        keys = KeyFrame(frame.select(pl.col("id"), *_reads(frame.columns)).with_row_index(ROW))
-        decision = self.decide(keys, ctx)
-        result = decision.apply(frame.with_row_index(ROW))
-        result.stats = decision.stats
-        return result
+        every caller runs the keyed path the runner uses."""
+        return decide_rows(self, frame, ctx)
 
     def decide(self, keys: KeyParts, ctx: BuildContext) -> BenchMatches:
         """Match the key parts one at a time against the benchmark index (built once), keeping the best match
