@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 REPORT_DIR = "report"
@@ -78,28 +79,37 @@ Frame = pl.DataFrame | pl.LazyFrame
 
 
 def histograms(frame: Frame, value: pl.Expr, by: pl.Expr | None = None) -> list[tuple[Any, list[float], list[int]]]:
-    """[(group, bin edges, counts)] of `value` per group of `by`, sorted by str(group): the bins `ax.hist(values,
-    bins=BINS)` makes (BINS equal bins over the group's min..max, one unit wide around a constant value),
-    counted by polars in two passes over the (lazy) frame, so no column is held whole: the report of a 1M-row
-    build read 1M question strings (~300 MB) to draw these. Nulls and non-finite values are left out."""
+    """[(group, bin edges, counts)] of `value` per group of `by`, sorted by str(group): the bins and counts of
+    `np.histogram(values, bins=BINS)` (what `ax.hist` draws; its index arithmetic and edge corrections in
+    polars), counted in two passes over the (lazy) frame, so no column is held whole: the report of a 1M-row
+    build used to read 1M question strings (~300 MB) to draw these. Nulls and non-finite values are left out."""
     lf = frame.lazy().select((by if by is not None else pl.lit("")).alias("_g"), value.cast(pl.Float64).alias("_v"))
     lf = lf.filter(pl.col("_v").is_finite())
     ranges = lf.group_by("_g").agg(pl.col("_v").min().alias("_lo"), pl.col("_v").max().alias("_hi")) \
-        .with_columns(pl.when(pl.col("_lo") == pl.col("_hi")).then(pl.col("_lo") - 0.5).otherwise(pl.col("_lo")).alias("_lo"),
-                      pl.when(pl.col("_lo") == pl.col("_hi")).then(pl.col("_hi") + 0.5).otherwise(pl.col("_hi")).alias("_hi")) \
         .collect(engine="streaming")
     if ranges.height == 0:
         return []
-    edges_of = {g: [lo + (hi - lo) * i / BINS for i in range(BINS + 1)] for g, lo, hi in ranges.iter_rows()}
-    idx = ((pl.col("_v") - pl.col("_lo")) * (BINS / (pl.col("_hi") - pl.col("_lo")))).floor().clip(0, BINS - 1)
-    counts = lf.join(ranges.lazy(), on="_g", how="inner", nulls_equal=True).group_by("_g", idx.cast(pl.Int32).alias("_b")) \
-        .len().collect(engine="streaming")
+    flat = pl.col("_lo") == pl.col("_hi")  # numpy widens a constant to lo-0.5..hi+0.5
+    ranges = ranges.with_columns(pl.when(flat).then(pl.col("_lo") - 0.5).otherwise("_lo").alias("_lo"),
+                                 pl.when(flat).then(pl.col("_hi") + 0.5).otherwise("_hi").alias("_hi"))
+    lo, hi, v = pl.col("_lo"), pl.col("_hi"), pl.col("_v")
+    step = (hi - lo) / BINS
+
+    def edge(i: pl.Expr) -> pl.Expr:  # np.linspace(lo, hi, BINS + 1)[i]
+        return pl.when(i == BINS).then(hi).otherwise(i * step + lo)
+
+    i = ((v - lo) / (hi - lo) * BINS).cast(pl.Int64)
+    i = pl.when(i == BINS).then(i - 1).otherwise(i)
+    i = pl.when(v < edge(i)).then(i - 1).otherwise(i)
+    i = pl.when((v >= edge(i + 1)) & (i != BINS - 1)).then(i + 1).otherwise(i)
+    counts = lf.join(ranges.lazy(), on="_g", how="inner").group_by("_g", i.alias("_b")).len() \
+        .collect(engine="streaming")
     out = []
-    for g in sorted(edges_of, key=str):
+    for g, a, b in sorted(ranges.iter_rows(), key=lambda r: str(r[0])):
         c = [0] * BINS
-        for b, n in counts.filter(pl.col("_g").eq_missing(g)).select("_b", "len").iter_rows():
-            c[b] += n
-        out.append((g, edges_of[g], c))
+        for k, n in counts.filter(pl.col("_g") == g).select("_b", "len").iter_rows():
+            c[k] += n
+        out.append((g, [float(x) for x in np.linspace(a, b, BINS + 1)], c))
     return out
 
 
