@@ -57,8 +57,9 @@ def output_frames(files: list[Path], max_rows: int) -> Iterator[pl.DataFrame]:
         while carry.height < max_rows and queue:
             path, _count = queue.pop(0)
             carry = pl.concat([carry, read_parts([path], like=like)], how="diagonal_relaxed")
-        yield compact(carry.slice(0, max_rows))
-        carry = carry.slice(max_rows)
+        shard, carry = compact(carry.slice(0, max_rows)), carry.slice(max_rows)
+        yield shard  # the parts it was cut from are released before it is written (was: both held, 2x a shard)
+        del shard
 
 
 def compact(frame: pl.DataFrame) -> pl.DataFrame:
@@ -82,6 +83,7 @@ def write_shards(files: list[Path], data_dir: Path, split: str, max_rows: int) -
         path = data_dir / f"{split}-{i:05d}-of-{n:05d}.parquet"
         frame.write_parquet(path, compression="zstd", statistics=True)
         paths.append(path)
+        del frame  # not held while the next shard is cut
     return paths, unified(files).columns
 
 
