@@ -31,11 +31,11 @@ from curate.resources import recipes_dir
 from curate.runner.executors import executor_for
 from curate.runner.pipeline import run_steps
 from curate.runner.sources import INGEST, ingest, read_sources, source_rejects
-from curate.runner.state import RunDir, read_parts, run_key
+from curate.runner.state import RunDir, run_key
 from curate.runner.state import parts as parts_of
 from curate.runner.state import rows_in as part_rows
 from curate.runner.tokens import account_tokens, build_counter
-from curate.runner.write import final_path, write_build
+from curate.runner.write import final_path, reject_summaries, write_build
 from curate.steps import BuildContext
 
 log = logging.getLogger("medcurate.build")
@@ -151,9 +151,9 @@ def run_build(
 
 
 def _emptied_source_rejects(infos: list[dict[str, Any]], rejects: dict[str, list[Path]]) -> dict[str, Any]:
-    """The rejects of each source that lost every row (read only for those, to explain them)."""
-    return {f"source-{i['name']}": read_parts(rejects[f"source-{i['name']}"]) for i in infos
-            if i.get("rows") and not i.get("rows_kept") and rejects.get(f"source-{i['name']}")}
+    """A summary of the rejects of each source that lost every row (only those are read, part by part)."""
+    return reject_summaries({f"source-{i['name']}": rejects[f"source-{i['name']}"] for i in infos
+                             if i.get("rows") and not i.get("rows_kept") and rejects.get(f"source-{i['name']}")})
 
 
 def _checked_overrides(recipe: Recipe, source_overrides: dict[str, str] | None,

@@ -11,6 +11,7 @@ was, and the error names each stage that emptied the data with its reason counts
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import polars as pl
 
 from curate.errors import MedcurateError
 from curate.redact import short_reason
+from curate.reject_summary import RejectSummary, as_summaries
 
 log = logging.getLogger("medcurate.build")
 
@@ -29,21 +31,25 @@ class EmptyBuildError(MedcurateError):
     """The build produced no rows and the user did not allow an empty result."""
 
 
-def _examples(rejected: pl.DataFrame) -> list[str]:
+Rejects = Mapping[str, RejectSummary | pl.DataFrame]  # by stage: a summary (the runner) or a whole frame
+
+
+def _examples(rejected: RejectSummary) -> list[str]:
     out = []
-    for row in rejected.head(EXAMPLES).iter_rows(named=True):
+    for row in rejected.head.head(EXAMPLES).iter_rows(named=True):
         where = f"row {row['source_row']}" if row.get("source_row") is not None else f"id {row.get('id')}"
         out.append(f"      {where}: {row['reason']}: {short_reason(str(row.get('detail') or ''), 140)}")
     return out
 
 
-def _stage_lines(name: str, what: str, rejected: pl.DataFrame, reasons: dict[str, int]) -> list[str]:
+def _stage_lines(name: str, what: str, rejected: RejectSummary, reasons: dict[str, int]) -> list[str]:
     top = ", ".join(f"{r} {n}" for r, n in list(reasons.items())[:TOP_REASONS])
     return [f"  {what} {name}: all {rejected.height} rows rejected ({top}); e.g.", *_examples(rejected)]
 
 
-def emptied_sources(sources: list[dict[str, Any]], rejects: dict[str, pl.DataFrame]) -> list[str]:
+def emptied_sources(sources: list[dict[str, Any]], rejects: Rejects) -> list[str]:
     """Lines naming each source file whose every row was rejected, with reason counts and example rows."""
+    rejects = as_summaries(rejects)
     lines: list[str] = []
     for src in sources:
         rej = rejects.get(f"source-{src['name']}")
@@ -52,15 +58,16 @@ def emptied_sources(sources: list[dict[str, Any]], rejects: dict[str, pl.DataFra
     return lines
 
 
-def warn_emptied_sources(sources: list[dict[str, Any]], rejects: dict[str, pl.DataFrame]) -> None:
+def warn_emptied_sources(sources: list[dict[str, Any]], rejects: Rejects) -> None:
     """Log a warning for a source that lost every row while other sources kept theirs (the build goes on)."""
     lines = emptied_sources(sources, rejects)
     if lines and any(s.get("rows_kept") for s in sources):
         log.warning("a source lost every row (see rejects/):\n%s", "\n".join(lines))
 
 
-def explain_empty(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame]) -> list[str]:
+def explain_empty(manifest: dict[str, Any], rejects: Rejects) -> list[str]:
     """Lines naming each source file and step that removed every row it received, with reasons and examples."""
+    rejects = as_summaries(rejects)
     lines = emptied_sources(manifest.get("sources") or [], rejects)
     for step in manifest.get("steps") or []:
         rej = rejects.get(step["name"])
@@ -73,7 +80,7 @@ def explain_empty(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame]) ->
     return lines
 
 
-def check_not_empty(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame], *, path: Path,
+def check_not_empty(manifest: dict[str, Any], rejects: Rejects, *, path: Path,
                     allow_empty: bool) -> None:
     """Raise EmptyBuildError when the build has no rows out, unless `allow_empty`."""
     if manifest.get("rows_out") or allow_empty:

@@ -35,10 +35,12 @@ def token_keys(frame: pl.DataFrame, counter: TokenCounter) -> pl.DataFrame:
 
 
 def composition_from_keys(keys: pl.DataFrame, steps: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    """`composition` from `token_keys` of the rows (`name`: how tokens were counted)."""
+    """`composition` from `token_keys` of the rows, or of groups of them with a `rows` column (the runner
+    sums each part by source, task and subtask: `curate.runner.tokens`); `name`: how tokens were counted."""
+    rows = pl.col("rows").sum() if "rows" in keys.columns else pl.len()
 
     def table(col: str) -> list[dict[str, Any]]:
-        agg = keys.group_by(col).agg(pl.len().alias("rows"), pl.col("tokens").sum()).sort(col)
+        agg = keys.group_by(col).agg(rows.alias("rows"), pl.col("tokens").sum()).sort(col)
         return [{"name": r[col], "rows": int(r["rows"]), "tokens": int(r["tokens"])} for r in agg.iter_rows(named=True)]
 
     templates: dict[str, int] = {}

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
+
+from curate.reject_summary import RejectSummary, as_summaries
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -32,7 +35,9 @@ def tokens_section(tokens: dict[str, Any] | None) -> list[str]:
             _table(["by", "value", "tokens"], rows)]
 
 
-def render_report(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame] | None = None) -> str:
+def render_report(manifest: dict[str, Any],
+                  rejects: Mapping[str, RejectSummary | pl.DataFrame] | None = None) -> str:
+    """report.md; `rejects`: each stage's `RejectSummary` (what the examples section shows) or whole frame."""
     m = manifest
     parts = [
         f"# Build report: {m['name']} `{m.get('build_id', '')}`",
@@ -89,9 +94,9 @@ def render_report(manifest: dict[str, Any], rejects: dict[str, pl.DataFrame] | N
         parts += ["", "## Teacher", "", f"Model `{t.get('model')}`, params `{t.get('params')}`"]
     if rejects:
         parts += ["", "## Examples of rejected rows", ""]
-        for stage, frame in rejects.items():
-            for reason in frame["reason"].unique(maintain_order=True).to_list()[:5]:
-                row = frame.filter(pl.col("reason") == reason).row(0, named=True)
+        for stage, summary in as_summaries(rejects).items():
+            for row in summary.reasons(5):
+                reason = row["reason"]
                 text = str(row.get("question") or row.get("raw") or "")[:120].replace("|", "\\|").replace("\n", " ")
                 detail = str(row.get("detail") or "")[:120].replace("|", "\\|")
                 parts.append(f"- `{stage}` / `{reason}`: {text} — {detail}")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 REPORT_DIR = "report"
@@ -72,18 +73,68 @@ def plot_reasons(m: dict[str, Any], **_: Any):
     return _barh([p[0] for p in pairs], [p[1] for p in pairs], "Rejected rows by stage and reason", "rows")
 
 
-def _hist_by(data: pl.DataFrame, by: str, ax, title: str) -> None:
-    lengths = data.select(pl.col(by).fill_null("(none)"), pl.col("question").fill_null("").str.len_chars().alias("n"))
-    for key, group in sorted(lengths.group_by(by), key=lambda kv: str(kv[0][0])):
-        ax.hist(group["n"].to_list(), bins=30, histtype="step", linewidth=1.4, label=f"{key[0]} ({group.height:,})")
+#: Bins of every histogram (what `ax.hist(values, bins=30)` drew when the plots held the values).
+BINS = 30
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def histograms(frame: Frame, value: pl.Expr, by: pl.Expr | None = None) -> list[tuple[Any, list[float], list[int]]]:
+    """[(group, bin edges, counts)] of `value` per group of `by`, sorted by str(group): the bins and counts of
+    `np.histogram(values, bins=BINS)` (what `ax.hist` draws; its index arithmetic and edge corrections in
+    polars), counted in two passes over the (lazy) frame, so no column is held whole: the report of a 1M-row
+    build used to read 1M question strings (~300 MB) to draw these. Nulls and non-finite values are left out."""
+    lf = frame.lazy().select((by if by is not None else pl.lit("")).alias("_g"), value.cast(pl.Float64).alias("_v"))
+    lf = lf.filter(pl.col("_v").is_finite())
+    ranges = lf.group_by("_g").agg(pl.col("_v").min().alias("_lo"), pl.col("_v").max().alias("_hi")) \
+        .collect(engine="streaming")
+    if ranges.height == 0:
+        return []
+    flat = pl.col("_lo") == pl.col("_hi")  # numpy widens a constant to lo-0.5..hi+0.5
+    ranges = ranges.with_columns(pl.when(flat).then(pl.col("_lo") - 0.5).otherwise("_lo").alias("_lo"),
+                                 pl.when(flat).then(pl.col("_hi") + 0.5).otherwise("_hi").alias("_hi"))
+    lo, hi, v = pl.col("_lo"), pl.col("_hi"), pl.col("_v")
+    step = (hi - lo) / BINS
+
+    def edge(i: pl.Expr) -> pl.Expr:  # np.linspace(lo, hi, BINS + 1)[i]
+        return pl.when(i == BINS).then(hi).otherwise(i * step + lo)
+
+    i = ((v - lo) / (hi - lo) * BINS).cast(pl.Int64)
+    i = pl.when(i == BINS).then(i - 1).otherwise(i)
+    i = pl.when(v < edge(i)).then(i - 1).otherwise(i)
+    i = pl.when((v >= edge(i + 1)) & (i != BINS - 1)).then(i + 1).otherwise(i)
+    counts = lf.join(ranges.lazy(), on="_g", how="inner").group_by("_g", i.alias("_b")).len() \
+        .collect(engine="streaming")
+    out = []
+    for g, a, b in sorted(ranges.iter_rows(), key=lambda r: str(r[0])):
+        c = [0] * BINS
+        for k, n in counts.filter(pl.col("_g") == g).select("_b", "len").iter_rows():
+            c[k] += n
+        out.append((g, [float(x) for x in np.linspace(a, b, BINS + 1)], c))
+    return out
+
+
+def _draw(ax, edges: list[float], counts: list[int], **kw: Any) -> None:
+    """`ax.hist` of pre-counted bins: the same bars as `ax.hist(values, bins=edges)`."""
+    ax.hist(edges[:-1], bins=edges, weights=counts, **kw)
+
+
+def _hist_by(data: Frame, by: str, ax, title: str) -> None:
+    for key, edges, counts in histograms(data, pl.col("question").fill_null("").str.len_chars(),
+                                         pl.col(by).fill_null("(none)")):
+        _draw(ax, edges, counts, histtype="step", linewidth=1.4, label=f"{key} ({sum(counts):,})")
     ax.set_title(title)
     ax.set_xlabel("question length (characters)")
     ax.set_ylabel("rows")
     ax.legend(fontsize=7)
 
 
-def plot_lengths(m: dict[str, Any], data: pl.DataFrame, **_: Any):
-    if data.height == 0 or "question" not in data.columns:
+def _height(frame: Frame) -> int:
+    return frame.height if isinstance(frame, pl.DataFrame) else frame.select(pl.len()).collect().item()
+
+
+def plot_lengths(m: dict[str, Any], data: Frame, **_: Any):
+    """`data`: the output rows (a lazy scan of the shards: only `source`, `task`, `question` are read)."""
+    if "question" not in data.lazy().collect_schema().names() or _height(data) == 0:
         return None
     fig = _figure(3.6)
     left, right = fig.subplots(1, 2)
@@ -92,19 +143,26 @@ def plot_lengths(m: dict[str, Any], data: pl.DataFrame, **_: Any):
     return fig
 
 
-def plot_tokens(m: dict[str, Any], data: pl.DataFrame, scores: dict[str, pl.DataFrame], **_: Any):
-    cols = [c for c in data.columns if "tokens" in c and data[c].dtype.is_numeric()]
-    frame = data
+def _token_columns(schema: pl.Schema) -> list[str]:
+    return [c for c, t in schema.items() if "tokens" in c and t.is_numeric()]
+
+
+def plot_tokens(m: dict[str, Any], data: Frame, scores: dict[str, Frame], **_: Any):
+    frame = data.lazy()
+    cols = _token_columns(frame.collect_schema())
     if not cols:
         for sc in scores.values():
-            found = [c for c in sc.columns if "tokens" in c and sc[c].dtype.is_numeric()]
-            if found and "id" in sc.columns:
-                frame = data.select("id", "source").join(sc.select("id", *found), on="id", how="inner")
+            schema = sc.lazy().collect_schema()
+            found = _token_columns(schema)
+            if found and "id" in schema.names():
+                frame = frame.select("id", "source").join(sc.lazy().select("id", *found), on="id", how="inner")
                 cols = found
                 break
-    if not cols or frame.height == 0:
+    if not cols:
         return None
-    sums = frame.group_by("source").agg(pl.sum(c) for c in cols).sort("source")
+    sums = frame.group_by("source").agg(pl.sum(c) for c in cols).sort("source").collect(engine="streaming")
+    if sums.height == 0:
+        return None
     fig = _figure()
     ax = fig.add_subplot()
     width = 0.8 / len(cols)
@@ -128,17 +186,21 @@ def plot_templates(m: dict[str, Any], **_: Any):
     return _barh([k for k, _ in ordered], [v for _, v in ordered], "Template usage", "rows")
 
 
-def plot_scores(m: dict[str, Any], scores: dict[str, pl.DataFrame], **_: Any):
-    panels = [(step, c, sc[c].drop_nulls()) for step, sc in sorted(scores.items()) for c in sc.columns
-              if c != "id" and sc[c].dtype.is_numeric() and sc[c].drop_nulls().len()]
+def plot_scores(m: dict[str, Any], scores: dict[str, Frame], **_: Any):
+    """`scores`: each stage's side-car scores (lazy scans of `scores/<stage>.parquet`)."""
+    panels = []
+    for step, sc in sorted(scores.items()):
+        for col, dtype in sc.lazy().collect_schema().items():
+            if col != "id" and dtype.is_numeric():
+                panels += [(step, col, edges, counts) for _, edges, counts in histograms(sc, pl.col(col))]
     if not panels:
         return None
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig = _figure(2.6 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax, (step, col, values) in zip(axes, panels, strict=False):
-        ax.hist(values.cast(pl.Float64).to_list(), bins=30, color="#72B7B2")
+    for ax, (step, col, edges, counts) in zip(axes, panels, strict=False):
+        _draw(ax, edges, counts, color="#72B7B2")
         ax.set_title(f"{step}: {col}", fontsize=9)
         ax.set_ylabel("rows", fontsize=8)
     for ax in axes[len(panels):]:
@@ -146,11 +208,22 @@ def plot_scores(m: dict[str, Any], scores: dict[str, pl.DataFrame], **_: Any):
     return fig
 
 
-def plot_dedup_clusters(m: dict[str, Any], scores: dict[str, pl.DataFrame], **_: Any):
+def cluster_sizes(scores: Frame) -> pl.Series:
+    """Sizes of the dedup clusters with more than one row. `dup_cluster` is the kept row's id (its own id when
+    kept), so only clusters with a row whose id differs are counted: the group-by holds the duplicates' clusters,
+    not one key per row."""
+    lf = scores.lazy()
+    if "id" in lf.collect_schema().names():
+        lf = lf.join(lf.filter(pl.col("id") != pl.col("dup_cluster")).select("dup_cluster").unique(),
+                     on="dup_cluster", how="semi")
+    return lf.group_by("dup_cluster").len().filter(pl.col("len") > 1).select("len").collect(engine="streaming")["len"]
+
+
+def plot_dedup_clusters(m: dict[str, Any], scores: dict[str, Frame], **_: Any):
     sc = scores.get("dedup")
-    if sc is None or "dup_cluster" not in sc.columns:
+    if sc is None or "dup_cluster" not in sc.lazy().collect_schema().names():
         return None
-    sizes = sc.group_by("dup_cluster").len().filter(pl.col("len") > 1)["len"]
+    sizes = cluster_sizes(sc)
     if sizes.len() == 0:
         return None
     counts = sizes.value_counts().sort(sizes.name)
@@ -205,9 +278,9 @@ _SCRIPT = """for (const f of document.querySelectorAll('figure.plot')) {
 document.body.dataset.plots = String(document.querySelectorAll('figure.plot').length);"""
 
 
-def write_html_report(folder: Path, manifest: dict[str, Any], data: pl.DataFrame,
-                      scores: dict[str, pl.DataFrame]) -> list[str]:
-    """Write `report/<plot>.png` and `report.html` into `folder`; return the PNG paths (relative)."""
+def write_html_report(folder: Path, manifest: dict[str, Any], data: Frame, scores: dict[str, Frame]) -> list[str]:
+    """Write `report/<plot>.png` and `report.html` into `folder`; return the PNG paths (relative). `data` and
+    `scores` may be lazy (scans of the written files): each plot reads only the columns it aggregates."""
     (folder / REPORT_DIR).mkdir(exist_ok=True)
     figures, missing, written = [], [], []
     for name, (title, fn) in PLOTS.items():

@@ -85,8 +85,11 @@ def ingest(recipe: Any, run: RunDir) -> tuple[list[Path], dict[str, Any]]:
     except that a held-out test row wins over a training copy of it, whatever the source order: the
     `holdout` step then drops it).
 
-    Only (id, source, source_id, source_split) of every row is held in memory (about 70 bytes a row); the
-    rows themselves go part by part. Output parts share one schema: that of concatenating all sources."""
+    Memory: a 64-bit hash of every row's id (8 bytes a row, `id_hashes`); only rows whose hash repeats (the
+    duplicates, plus a 64-bit collision now and then) have their keys read back, and the decision is made
+    on their real ids (`duplicate_flags`), so the result is exact. Before, (id, source, source_id,
+    source_split) and a detail string of every row were held: +390 MB at 1M rows. The rows go part by part.
+    Output parts share one schema: that of concatenating all sources."""
     folder = run.sub("s00-" + INGEST)
     meta = run.done(folder)
     if meta is not None:
@@ -94,29 +97,18 @@ def ingest(recipe: Any, run: RunDir) -> tuple[list[Path], dict[str, Any]]:
     if not recipe.sources:
         raise MedcurateError("the recipe has no sources", hint="add a `sources:` entry")
     src = [p for spec in recipe.sources for p in parts(run.path / "sources" / spec.name)]
-    keys = pl.concat([pl.read_parquet(p, columns=["id", "source", "source_id", "source_split"]) for p in src]) \
-        if src else pl.DataFrame(schema={"id": pl.Utf8, "source": pl.Utf8, "source_id": pl.Utf8, "source_split": pl.Utf8})
-    test_last = (pl.col("source_split") != "test").fill_null(True)  # stable: nothing moves without test rows
-    first = keys.with_row_index("_row").sort(test_last, maintain_order=True).group_by("id", maintain_order=True).agg(
-        pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
-        pl.col("source_id").first().alias("_fsid"))
-    tagged = keys.with_row_index("_row").join(first, on="id", how="left", maintain_order="left")
-    dup = tagged.select(
-        (pl.col("_row") != pl.col("_first")).alias("dup"),
-        (pl.lit("same content as ") + pl.col("_fsrc") + pl.lit(":") + pl.col("_fsid").fill_null("?")).alias("detail"),
-    )
-    del keys, first, tagged
+    dups = duplicate_flags(src)
     like, offset, n_dup = unified(src), 0, 0
     for i, path in enumerate(src):
         frame = read_parts([path], like=like)
-        flags = dup.slice(offset, frame.height)
+        here = dups.filter(pl.col("_row").is_between(offset, offset + frame.height - 1))
+        mask = pl.int_range(offset, offset + frame.height, eager=True, dtype=pl.UInt64).is_in(here["_row"].implode())
         offset += frame.height
-        mask = flags["dup"]
         write_part(frame.filter(~mask), folder / f"part-{i:05d}.parquet")
-        if mask.any():
-            n_dup += int(mask.sum())
+        if here.height:
+            n_dup += here.height
             rej = frame.filter(mask).with_columns(pl.lit("duplicate_id").alias("reason"),
-                                                  flags.filter(mask)["detail"].alias("detail"),
+                                                  here["detail"].alias("detail"),
                                                   pl.lit(INGEST).alias("step"))
             write_part(rej, folder / f"rejects-{i:05d}.parquet")
     n = offset
@@ -124,3 +116,43 @@ def ingest(recipe: Any, run: RunDir) -> tuple[list[Path], dict[str, Any]]:
             "params": {}, "stats": {}, "reasons": {"duplicate_id": n_dup} if n_dup else {}}
     run.mark(folder, meta)
     return parts(folder), meta
+
+
+KEYS = ["id", "source", "source_id", "source_split"]
+
+
+def id_hashes(files: list[Path]) -> pl.Series:
+    """A 64-bit hash of the id of every row of `files`, in row order (one part's ids in memory at a time)."""
+    hashes = [pl.read_parquet(p, columns=["id"])["id"].hash(seed=0) for p in files]
+    return pl.concat(hashes) if hashes else pl.Series("id", [], dtype=pl.UInt64)
+
+
+def duplicate_flags(files: list[Path]) -> pl.DataFrame:
+    """(_row, detail) of each row of `files` (global row number, in order) that repeats an earlier row's id, or a
+    training row's id that a test row also has; `detail` names the kept row ("same content as source:id")."""
+    hashes = id_hashes(files)
+    ordered = hashes.sort()  # repeated hashes by sorting: 16 B a row (`is_duplicated`'s hash table: ~100 B a row)
+    repeated = ordered.filter(ordered == ordered.shift(1)).unique()
+    del ordered
+    candidates = hashes.is_in(repeated.implode()).arg_true().cast(pl.UInt64)
+    del hashes
+    empty = pl.DataFrame(schema={"_row": pl.UInt64, "detail": pl.Utf8})
+    if candidates.len() == 0:
+        return empty
+    frames, offset = [], 0
+    for p in files:
+        height = pl.scan_parquet(p).select(pl.len()).collect().item()
+        rows = candidates.filter(candidates.is_between(offset, offset + height - 1))
+        if rows.len():
+            keys = pl.read_parquet(p, columns=KEYS).with_row_index("_row", offset=offset)
+            frames.append(keys.with_columns(pl.col("_row").cast(pl.UInt64)).filter(pl.col("_row").is_in(rows.implode())))
+        offset += height
+    keys = pl.concat(frames)
+    test_last = (pl.col("source_split") != "test").fill_null(True)  # stable: nothing moves without test rows
+    first = keys.sort(test_last, maintain_order=True).group_by("id", maintain_order=True).agg(
+        pl.col("_row").first().alias("_first"), pl.col("source").first().alias("_fsrc"),
+        pl.col("source_id").first().alias("_fsid"))
+    tagged = keys.join(first, on="id", how="left", maintain_order="left")
+    return tagged.filter(pl.col("_row") != pl.col("_first")).select(
+        "_row", (pl.lit("same content as ") + pl.col("_fsrc") + pl.lit(":") + pl.col("_fsid").fill_null("?")).alias("detail"),
+    ).sort("_row")
