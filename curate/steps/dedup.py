@@ -54,7 +54,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from curate.errors import InputError
-from curate.minhash import optimal_bands
+from curate.minhash import optimal_bands, sorted_unique
 from curate.near_pairs import GroupPart, SetCache, candidate_windows, pair_blocks, spill_part, verify_block
 from curate.record import MESSAGE, OPTION
 from curate.steps import BuildContext, Step, StepParams, StepResult
@@ -296,7 +296,7 @@ class Dedup(Step):
                     else:
                         stats.setdefault("per_task", {})[gname] = g
             new = slice(n_old, n)
-            pointed = np.unique(rep[new][code[new] != KEPT])
+            pointed = sorted_unique(rep[new][code[new] != KEPT])
             rep_ids = _ids_of(pointed, scan.ids, old)
         stats["exact_duplicates"] = int(((code == EXACT) & ~is_old).sum())
         stats["near_duplicates"] = int(((code == NEAR) & ~is_old).sum())
