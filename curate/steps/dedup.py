@@ -297,7 +297,7 @@ class Dedup(Step):
                         stats.setdefault("per_task", {})[gname] = g
             new = slice(n_old, n)
             pointed = sorted_unique(rep[new][code[new] != KEPT])
-            rep_ids = _ids_of(pointed, scan.ids, old)
+            rep_ids = _ids_of(pointed, scan.ids)
         stats["exact_duplicates"] = int(((code == EXACT) & ~is_old).sum())
         stats["near_duplicates"] = int(((code == NEAR) & ~is_old).sum())
         stats["clusters_with_duplicates"] = int(rep_ids["_rep_id"].n_unique())
@@ -421,8 +421,9 @@ def _follow(code: np.ndarray, rep: np.ndarray, sim: np.ndarray, near_rep: np.nda
     rep[exact_rows] = near_rep[rep[exact_rows]]
 
 
-def _ids_of(rows: np.ndarray, files: list[tuple[int, Path]], old: pl.DataFrame | None) -> pl.DataFrame:
-    """`_rep`, `_rep_id` for the given row numbers (sorted), read back from the spilled id files."""
+def _ids_of(rows: np.ndarray, files: list[tuple[int, Path]]) -> pl.DataFrame:
+    """`_rep`, `_rep_id` for the given row numbers (sorted), read back from the spilled id files (the earlier
+    builds' rows have theirs too: they are scanned as the first part)."""
     frames = []
     for k, (start, path) in enumerate(files):
         end = files[k + 1][0] if k + 1 < len(files) else None
