@@ -155,8 +155,10 @@ def test_against_missing_path_names_it(medqa_train, tmp_path: Path, cur_ctx) -> 
 class _Parts:
     """KeyParts over slices of a key frame that refuses `collect`: dedup must walk the parts."""
 
-    def __init__(self, keys: pl.DataFrame, size: int):
+    def __init__(self, keys: pl.DataFrame, size: int, empty_at: int | None = None):
         self.frames = [keys.slice(s, size) for s in range(0, keys.height, size)]
+        if empty_at is not None:  # a row shard whose every row was rejected spills an empty part
+            self.frames.insert(empty_at, keys.clear())
         self.height, self.columns = keys.height, keys.columns
 
     def __iter__(self):
@@ -185,3 +187,21 @@ def test_many_key_parts_give_the_one_part_decision(planted, tmp_path: Path, cur_
     assert one.sim.tolist() == many.sim.tolist()
     assert one.rep_ids.equals(many.rep_ids) and set(expected.values()) <= set(many.rep_ids["_rep_id"].to_list())
     assert not list((tmp_path / "scratch").iterdir())
+
+
+def test_an_empty_key_part_does_not_lose_the_ids_rejected_rows_point_at(planted, tmp_path: Path, cur_ctx) -> None:
+    """An empty part between two parts (a shard whose rows were all rejected by an earlier row step) must not
+    shift the row numbering: every rejected row still names the id of the row it duplicates."""
+    from dataclasses import replace
+
+    from curate.steps.dedup import Dedup
+    from curate.steps.keyed import key_frame
+
+    frame, _ = planted
+    step = Dedup({})
+    keys = key_frame(step, frame).frame
+    ctx = replace(cur_ctx, scratch_dir=tmp_path / "scratch")
+    one = step.decide(_Parts(keys, keys.height), ctx)
+    gapped = step.decide(_Parts(keys, 150, empty_at=3), ctx)
+    assert one.rep.tolist() == gapped.rep.tolist()
+    assert one.rep_ids.equals(gapped.rep_ids) and gapped.rep_ids["_rep_id"].null_count() == 0

@@ -46,6 +46,7 @@ import glob
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal
 
@@ -271,7 +272,7 @@ class Dedup(Step):
             parts.append(old.select(pl.col("id"), *self.reads(old.columns)).with_row_index(ROW))
         with ctx.scratch("dedup-") as tmp:
             scan = _Scan()
-            for start, part in _numbered(parts, keys, n_old):
+            for start, part in _numbered(parts, keys):
                 self._scan_part(scan, _prepared(part), start, tmp, seed)
             is_old = np.zeros(n, dtype=bool)
             is_old[:n_old] = True
@@ -385,12 +386,13 @@ def near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int) -> t
     return np.stack([edges["u"], edges["v"]], axis=1), edges["s"]
 
 
-def _numbered(old: list[pl.DataFrame], keys: KeyParts, n_old: int) -> Iterator[tuple[int, pl.DataFrame]]:
-    """(first row number, key part): rows of earlier builds first, then the stage's parts."""
-    for part in old:
-        yield 0, part
-    for part in keys:
-        yield n_old + (int(part[ROW][0]) if part.height else 0), part
+def _numbered(old: list[pl.DataFrame], keys: KeyParts) -> Iterator[tuple[int, pl.DataFrame]]:
+    """(first row number, key part): rows of earlier builds first, then the stage's parts, numbered by the rows
+    before them (an empty part, a shard whose rows were all rejected, takes the number of the part after it)."""
+    start = 0
+    for part in chain(old, keys):
+        yield start, part
+        start += part.height
 
 
 def _exact_reps(scan: _Scan, rank: np.ndarray, n: int) -> np.ndarray:
