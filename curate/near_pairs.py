@@ -11,7 +11,7 @@ step's scratch folder and is read back one part (or one window of pairs) at a ti
 - `candidate_windows`: per band, the keys of every active row, sorted; buckets give pairs (the buckets of
   `curate.minhash.candidate_pairs`: all pairs up to `max_bucket` members, a star beyond) written as
   uint64 codes `i * n + j` to the file of the window holding `i`; a window's codes are then de-duplicated;
-- `verify_window`: a window's pairs grouped by the part of `j`, the exact Jaccard of the two shingle sets
+- `pair_blocks` + `verify_block`: a window's pairs grouped by the part of `j`, the exact Jaccard of the two shingle sets
   computed by polars (`list.set_intersection` on gathered set columns: 1.1 s per 1M pairs here, against
   3.6 s for the former in-memory rank-and-search `exact_jaccard`, with the same floats).
 """
@@ -44,8 +44,7 @@ PAIR_CHUNK = 100_000
 class GroupPart:
     """The rows of one settings group in one part, as `spill_part` left them in the scratch folder."""
 
-    start: int  # stage row number of the part's first row (any group)
-    rows: np.ndarray  # row numbers (old rows first, then the stage's) of this group's rows, ascending
+    rows: np.ndarray  # row numbers (old rows first, then the stage's) of this group's rows, ascending, not empty
     active: np.ndarray  # bool per row: has shingles (set False later for exact duplicates)
     bands: Path  # (bands, len(rows)) uint64
     sets: Path  # `set`: distinct shingle hashes; `opt`: distinct option words; `sig` when not verifying
@@ -57,7 +56,7 @@ def set_column(sh: Shingles) -> pl.Series:
     return pl.Series(pl.from_arrow(arr)).list.unique()
 
 
-def spill_part(folder: Path, name: str, start: int, rows: np.ndarray, text: pl.Series, options: pl.Series | None,
+def spill_part(folder: Path, name: str, rows: np.ndarray, text: pl.Series, options: pl.Series | None,
                *, ngram: int, num_perm: int, bands: int, rows_per_band: int, seed: int, keep_sig: bool) -> GroupPart:
     """Shingle, MinHash and band one part's rows of one group; spill what the later passes need."""
     sh = text_shingles(text, ngram)
@@ -71,14 +70,18 @@ def spill_part(folder: Path, name: str, start: int, rows: np.ndarray, text: pl.S
     if keep_sig:
         cols["sig"] = pl.Series(sig).cast(pl.Array(pl.UInt32, num_perm))
     pl.DataFrame(cols).write_ipc(folder / f"sets-{name}.arrow")
-    return GroupPart(start, rows, np.diff(sh.offsets) > 0, folder / f"bands-{name}.npy", folder / f"sets-{name}.arrow")
+    return GroupPart(rows, np.diff(sh.offsets) > 0, folder / f"bands-{name}.npy", folder / f"sets-{name}.arrow")
+
+
+def part_of(parts: list[GroupPart], rows: np.ndarray) -> np.ndarray:
+    """Index in `parts` (ascending, none empty) of the part holding each row number."""
+    return np.searchsorted(np.array([p.rows[0] for p in parts], dtype=np.int64), rows, side="right") - 1
 
 
 def candidate_windows(parts: list[GroupPart], n: int, bands: int, folder: Path, *, max_bucket: int = 50
                       ) -> Iterator[tuple[int, np.ndarray]]:
     """(window, sorted unique pair codes i * n + j with i < j and i in the window's part) for every window
     with pairs; windows are the group's parts."""
-    bounds = np.array([p.rows[0] if p.rows.shape[0] else n for p in parts], dtype=np.int64)
     idx = np.concatenate([p.rows[p.active] for p in parts]) if parts else np.zeros(0, np.int64)
     written: set[int] = set()
     for band in range(bands):
@@ -92,7 +95,7 @@ def candidate_windows(parts: list[GroupPart], n: int, bands: int, folder: Path, 
         starts, sizes = shared_buckets(key[order])
         del key
         for codes in bucket_pairs(idx, order, starts, sizes, n, max_bucket):
-            window = np.searchsorted(bounds, codes // np.uint64(n), side="right") - 1
+            window = part_of(parts, (codes // np.uint64(n)).astype(np.int64))
             by = np.argsort(window, kind="stable")
             codes, window = codes[by], window[by]
             cut = np.nonzero(np.diff(window))[0] + 1
@@ -132,8 +135,7 @@ def set_jaccard(a: pl.Series, b: pl.Series) -> np.ndarray:
 
 def pair_blocks(parts: list[GroupPart], i: np.ndarray, j: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     """(part index of j, positions) of a window's pairs, grouped by the part holding `j`, in chunks."""
-    bounds = np.array([p.rows[0] if p.rows.shape[0] else np.iinfo(np.int64).max for p in parts], dtype=np.int64)
-    pj = np.searchsorted(bounds, j, side="right") - 1
+    pj = part_of(parts, j)
     by = np.argsort(pj, kind="stable")
     cut = np.nonzero(np.diff(pj[by]))[0] + 1
     for pos in np.split(by, cut):

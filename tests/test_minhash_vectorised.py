@@ -84,8 +84,8 @@ def test_candidate_windows_are_the_in_memory_candidate_pairs(data_dir: Path, tmp
         block = sig[start:start + 1000]
         path = tmp_path / f"bands-{k}.npy"
         np.save(path, np.stack([band_keys(block[:, b * rows:(b + 1) * rows]) for b in range(bands)]))
-        parts.append(GroupPart(start, np.arange(start, start + block.shape[0]), np.ones(block.shape[0], bool),
-                               path, tmp_path / "unused.arrow"))
+        parts.append(GroupPart(np.arange(start, start + block.shape[0]), np.ones(block.shape[0], bool), path,
+                               tmp_path / "unused.arrow"))
     got = np.concatenate([codes for _, codes in candidate_windows(parts, n, bands, tmp_path)])
     want = candidate_pairs(sig, bands, rows)
     assert np.array_equal(np.stack([got // n, got % n], axis=1).astype(np.int64), want)

@@ -51,6 +51,11 @@ def reasons(rejected: pl.DataFrame) -> dict[str, int]:
     return {r: int(n) for r, n in counts.iter_rows()}
 
 
+def ordered_reasons(totals: dict[str, int]) -> dict[str, int]:
+    """Reason counts summed over parts, most frequent first (ties by name): the order `reasons` gives."""
+    return dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def apply_step(name: str, step: Step, frame: pl.DataFrame, ctx: BuildContext
                ) -> tuple[StepResult, dict[str, Any]]:
     """Run one step on one frame (a shard or a whole stage) and account for it.
@@ -131,5 +136,5 @@ def merge_meta(metas: list[dict[str, Any]], step: Step) -> dict[str, Any]:
     for m in counted:
         for r, n in m["reasons"].items():
             totals[r] = totals.get(r, 0) + n
-    out["reasons"] = dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))
+    out["reasons"] = ordered_reasons(totals)
     return out

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from curate.runner.accounting import apply_step, check, empty_meta
+from curate.runner.accounting import apply_step, check, empty_meta, ordered_reasons, reasons
 from curate.runner.state import RunDir, parts, read_parts, rows_in, unified, write_part
 from curate.steps import BuildContext, Step
 from curate.steps.keyed import ROW, Decision
@@ -52,7 +52,7 @@ class StageKeys:
     part by part (from disk only the columns the expressions name)."""
 
     def __init__(self, files: list[Path], like: pl.DataFrame, reads: list[pl.Expr]):
-        self.files, self.reads = files, reads
+        self.files, self.reads, self.like = files, reads, like
         names = {"id"} | {n for e in reads for n in e.meta.root_names()}
         self._shape = like.select([c for c in like.columns if c in names])
         self.sizes = rows_in(files)
@@ -76,32 +76,31 @@ def _run_keyed(name: str, step: Step, keys: StageKeys, folder: Path, ctx: BuildC
                ) -> dict[str, Any]:
     """Decide on the keys, apply the decision part by part; the step's meta summed over the parts."""
     if keys.height == 0:
-        _spill(iter([]), folder, batch_rows, unified(keys.files))
+        _spill(iter([]), folder, batch_rows, keys.like)
         return empty_meta(name, step)
     t0 = time.perf_counter()
     decision = step.decide(keys, dataclasses.replace(ctx, scratch_dir=folder))
     meta: dict[str, Any] = {"name": name, "rows_in": keys.height, "rows_kept": 0, "rows_rejected": 0}
-    reasons: dict[str, int] = {}
-    _spill(_applied(name, decision, keys, folder, meta, reasons), folder, batch_rows, unified(keys.files))
+    totals: dict[str, int] = {}
+    _spill(_applied(name, decision, keys, folder, meta, totals), folder, batch_rows, keys.like)
     meta.update({"seconds": round(time.perf_counter() - t0, 3), "params": step.params.model_dump(mode="json"),
-                 "stats": decision.stats, "reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))})
+                 "stats": decision.stats, "reasons": ordered_reasons(totals)})
     return meta
 
 
 def _applied(name: str, decision: Decision, keys: StageKeys, folder: Path, meta: dict[str, Any],
-             reasons: dict[str, int]) -> Iterator[pl.DataFrame]:
-    """Each part's kept rows; its rejects and scores are spilled, its counts added to `meta` / `reasons`."""
-    like = unified(keys.files)
+             totals: dict[str, int]) -> Iterator[pl.DataFrame]:
+    """Each part's kept rows; its rejects and scores are spilled, its counts added to `meta` / `totals`."""
     offset = 0
     for i, f in enumerate(keys.files):
-        rows = read_parts([f], like)
+        rows = read_parts([f], keys.like)
         result = decision.apply(rows.with_row_index(ROW, offset=offset))
         offset += rows.height
         check(name, rows, result)
         meta["rows_kept"] += result.kept.height
         meta["rows_rejected"] += result.rejected.height
-        for r, n in result.rejected.group_by("reason").len().iter_rows():
-            reasons[r] = reasons.get(r, 0) + n
+        for r, n in reasons(result.rejected).items():
+            totals[r] = totals.get(r, 0) + n
         _write_rejects(name, result.rejected, folder / f"rejects-{i:05d}.parquet")
         if result.scores is not None and result.scores.height:
             write_part(result.scores, folder / f"scores-{i:05d}.parquet")

@@ -11,7 +11,7 @@ import polars as pl
 
 from curate.errors import MedcurateError, ReconciliationError
 from curate.record import conform
-from curate.runner.accounting import reasons
+from curate.runner.accounting import ordered_reasons, reasons
 from curate.runner.state import RunDir, parts, read_parts, unified, write_part
 
 INGEST = "ingest"
@@ -74,7 +74,7 @@ def _read_one(spec: Any, recipe_path: Path, folder: Path, override: str | None, 
     info = {**stream.info, "rows_kept": kept, "rows_rejected": rejected,
             "seconds": round(time.perf_counter() - t0, 3)}
     if rejected:
-        info["reasons"] = dict(sorted(reason_counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        info["reasons"] = ordered_reasons(reason_counts)
     if info["rows"] != kept + rejected:
         raise ReconciliationError(f"source {spec.name!r}: rows {info['rows']} != parsed + rejected")
     return info

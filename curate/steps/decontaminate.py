@@ -93,7 +93,7 @@ class Decontaminate(Step):
 
     def reads(self, columns: list[str]) -> list[pl.Expr]:
         """Question, options and task: what the rows are matched on."""
-        return _reads(columns)
+        return [pl.col(c) for c in ("question", "options", "task") if c in columns]
 
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         """Whole rows in memory: `decide` on their keys as one part, then the decision applied to them, so
@@ -129,10 +129,6 @@ class Decontaminate(Step):
             "short_items_skipped": index.short_skipped(p) if index is not None and keys.height else 0,
         }
         return BenchMatches(matches, items, p.ngram, stats)
-
-
-def _reads(columns: list[str]) -> list[pl.Expr]:
-    return [pl.col(c) for c in ("question", "options", "task") if c in columns]
 
 
 def _check_found(found: list[Found], p: DecontaminateParams, ctx: BuildContext) -> list[Found]:

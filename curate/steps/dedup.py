@@ -351,7 +351,7 @@ def _spill_group(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, tm
     text = rows.select((turns_text_expr() if t.key == "turns" else near_text_expr()).alias("t"))["t"]
     options = rows.select(option_texts_expr(sort=True).alias("o"))["o"] if p.min_option_jaccard > 0 else None
     bands, rows_per_band = _bands(t)
-    return spill_part(tmp, name, int(numbers[0]), numbers, text, options, ngram=t.ngram, num_perm=t.num_perm,
+    return spill_part(tmp, name, numbers, text, options, ngram=t.ngram, num_perm=t.num_perm,
                       bands=bands, rows_per_band=rows_per_band, seed=seed, keep_sig=not p.verify)
 
 
@@ -401,8 +401,9 @@ def _exact_reps(scan: _Scan, rank: np.ndarray, n: int) -> np.ndarray:
     k1, k2 = np.concatenate(scan.k1), np.concatenate(scan.k2)
     scan.k1, scan.k2 = [], []  # 16 B a row, not needed past this point
     order = np.lexsort((rank, k2, k1))
+    k1, k2 = k1[order], k2[order]
     first = np.ones(n, dtype=bool)
-    first[1:] = (k1[order][1:] != k1[order][:-1]) | (k2[order][1:] != k2[order][:-1])
+    first[1:] = (k1[1:] != k1[:-1]) | (k2[1:] != k2[:-1])
     del k1, k2
     rep = np.empty(n, dtype=np.int64)
     rep[order] = order[first][np.cumsum(first) - 1]

@@ -119,7 +119,6 @@ def _nearest_kept(n: int, store: EdgeStore, state: np.ndarray, rank: np.ndarray)
     """Per left row, its most similar kept neighbour (ties: the better-ranked one), chunk by chunk."""
     target = np.arange(n, dtype=np.int64)
     sim = np.ones(n)
-    best = np.full(n, -1.0)
     for c in store:
         u, v = c["u"], c["v"]
         sel = (state[u] == 1) & (state[v] == 2)
@@ -129,10 +128,10 @@ def _nearest_kept(n: int, store: EdgeStore, state: np.ndarray, rank: np.ndarray)
         first[1:] = ev[order][1:] != ev[order][:-1]
         pick = order[first]
         pu, pv, ps = eu[pick], ev[pick], es[pick]
-        had = best[pv] >= 0
-        better = ~had | (ps > best[pv]) | ((ps == best[pv]) & (rank[pu] < rank[target[pv]]))
+        had = target[pv] != pv  # a left row points at a kept row from an earlier chunk
+        better = ~had | (ps > sim[pv]) | ((ps == sim[pv]) & (rank[pu] < rank[target[pv]]))
         pu, pv, ps = pu[better], pv[better], ps[better]
-        target[pv], sim[pv], best[pv] = pu, ps, ps
+        target[pv], sim[pv] = pu, ps
     return target, sim
 
 
