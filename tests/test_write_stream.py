@@ -12,16 +12,17 @@ from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 import curate.build as build_mod
 from curate.composition import token_keys
 from curate.reject_summary import merge, summarize
 from curate.report_html import cluster_sizes, histograms
-from curate.runner import sources
+from curate.runner import sources, write
 from curate.runner.state import RunDir, read_parts, write_part
 from curate.runner.tokens import output_keys
-from curate.runner.write import stream_parts
+from curate.runner.write import shard_layout, stream_parts, write_shards
 from curate.tokens import TokenCounter
 
 MEDQA = "medqa/train_subset1030.json"
@@ -114,6 +115,36 @@ def test_stream_parts_aligns_parts_of_different_schemas(data_dir: Path, tmp_path
     written, old = pl.read_parquet(tmp_path / "out.parquet"), read_parts(files)
     assert written.schema == old.schema and written["score"].dtype == pl.Float64
     assert written.equals(old) and written.height == 90
+
+
+def test_output_shards_are_the_same_bytes_however_the_rows_were_spilled(data_dir: Path, tmp_path: Path,
+                                                                        monkeypatch) -> None:
+    """Row groups are cut at fixed output row numbers: real MedQA rows (nested options) spilled as one part
+    or as parts of 7, 500, 13 and 510 rows (row groups that span parts, parts that span shards) give
+    byte-identical shards with the same row groups, and the shards read back as the rows."""
+    monkeypatch.setattr(write, "ROW_GROUP_ROWS", 150)
+    rows = pl.read_json(data_dir / MEDQA).head(1030)
+    for folder in ("one", "many"):
+        (tmp_path / folder).mkdir()
+    one = [write_part(rows, tmp_path / "one" / "part-0.parquet")]
+    cuts = [0, 7, 507, 520, 1030]
+    many = [write_part(rows.slice(a, b - a), tmp_path / "many" / f"part-{i}.parquet")
+            for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False))]
+    out_one, cols = write_shards(one, tmp_path / "out-one", "train", 400)
+    out_many, _ = write_shards(many, tmp_path / "out-many", "train", 400)
+    assert [p.name for p in out_one] == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
+    assert [p.read_bytes() for p in out_one] == [p.read_bytes() for p in out_many]
+    groups = [[pq.ParquetFile(p).metadata.row_group(g).num_rows for g in range(pq.ParquetFile(p).num_row_groups)]
+              for p in out_one]
+    assert groups == shard_layout(1030, 400, 150) == [[150, 150, 100], [150, 150, 100], [150, 80]]
+    assert pl.read_parquet(out_many).equals(rows) and cols == rows.columns
+
+
+def test_an_empty_output_is_one_shard_without_rows(tmp_path: Path) -> None:
+    empty = [write_part(pl.DataFrame(schema={"id": pl.Utf8, "question": pl.Utf8}), tmp_path / "part-0.parquet")]
+    out, cols = write_shards(empty, tmp_path / "out", "train", 400)
+    assert [p.name for p in out] == ["train-00000-of-00001.parquet"] and cols == ["id", "question"]
+    assert pl.read_parquet(out[0]).height == 0 and shard_layout(0, 400, 150) == [[]]
 
 
 def test_reject_summary_of_parts_is_that_of_the_whole(data_dir: Path) -> None:
