@@ -38,6 +38,8 @@ spilled per part, `curate.near_pairs`), buckets and verifies pairs window by win
 over spilled edges (`curate.steps.dedup_resolve`) and returns a `DedupDecision` of 17 B a row. Measured on
 the derived MedMCQA scale rows: the step peaked at 2.6 GB at 1M rows and 4.5 GB at 2M in memory; out of core
 about 0.9 GB and 1.0 GB (busy machine; `benchmarks/scale.py` has the build figures), same decisions.
+The per-part scan is the pure `scan_part` (a `PartScan` per part, its files named by the part's first row),
+mapped with `map_parts`: Ray tasks under `--executor ray`, folded into `_Scan` in part order either way.
 """
 
 from __future__ import annotations
