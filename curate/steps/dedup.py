@@ -40,6 +40,8 @@ the derived MedMCQA scale rows: the step peaked at 2.6 GB at 1M rows and 4.5 GB 
 about 0.9 GB and 1.0 GB (busy machine; `benchmarks/scale.py` has the build figures), same decisions.
 The per-part scan is the pure `scan_part` (a `PartScan` per part, its files named by the part's first row),
 mapped with `map_parts`: Ray tasks under `--executor ray`, folded into `_Scan` in part order either way.
+In process the scan uses one core (100k derived rows: 4.2 s wall, 4.2 s CPU), so tasks divide it by the
+cluster's CPUs; on the shared 2-core machine under load 5 no gain showed (`benchmarks/global_passes.py`).
 """
 
 from __future__ import annotations
