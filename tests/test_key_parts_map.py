@@ -82,3 +82,22 @@ def test_dedup_scans_mapped_out_of_order_give_the_one_part_decision(medqa_train:
     assert many.code.tolist() == one.code.tolist() and many.rep.tolist() == one.rep.tolist()
     assert many.sim.tolist() == one.sim.tolist() and many.rep_ids.equals(one.rep_ids)
     assert not list((tmp_path / "scratch").iterdir())
+
+
+def test_dedup_against_an_earlier_build_with_parts_mapped_out_of_order(medqa_train: pl.DataFrame, tmp_path: Path,
+                                                                        cur_ctx) -> None:
+    """Rows of an earlier build (300 real rows, scanned in the driver first) numbered before the stage's parts,
+    which are scanned last part first: the decision is the one-part one and rejected rows name old ids."""
+    (tmp_path / "old").mkdir()
+    old = write_part(medqa_train.head(300), tmp_path / "old" / "train-00000.parquet")
+    new = medqa_train.slice(200).with_columns(pl.format("new-{}", pl.col("id")).alias("id"))  # 100 repeat old rows
+    step = Dedup({"against": [str(old)]})
+    ctx = replace(cur_ctx, scratch_dir=tmp_path / "scratch")
+    one = step.decide(key_frame(step, new), ctx)
+    files = _parts(new, [200, 0, 330, 300], tmp_path)
+    many = step.decide(StageKeys(files, unified(files), step.reads(new.columns), _backwards), ctx)
+    assert many.stats == one.stats and many.stats["against_rows"] == 300
+    assert many.stats["exact_duplicates"] == 100
+    assert many.code.tolist() == one.code.tolist() and many.rep.tolist() == one.rep.tolist()
+    assert many.rep_ids.equals(one.rep_ids)
+    assert set(medqa_train["id"].slice(200, 100)) <= set(many.rep_ids["_rep_id"])
