@@ -85,7 +85,7 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     tokenizer: Annotated[str | None, typer.Option(help="tokenizer.json, a folder with one, or a cached Hub id (overrides the recipe's `tokenizer:`): exact token counts in the manifest, report, card and `mix: {unit: tokens}`.")] = None,
     json_out: JsonFlag = False,
-    executor: Annotated[str, typer.Option(help="Where row steps run: local (in-process) or ray (pip install 'medcurate[ray]').")] = "local",
+    executor: Annotated[str, typer.Option(help="Where row steps and global steps' per-part passes run: local (in-process) or ray (pip install 'medcurate[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(envvar="RAY_ADDRESS", help="Ray cluster to join (default: $RAY_ADDRESS, else start a local one).")] = None,
     batch_rows: Annotated[int | None, typer.Option(min=1, help="Rows per spilled batch (default 50000); memory grows with it.")] = None,
 ) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,84 @@ def test_ray_teacher_steps_share_the_endpoints(ray_cluster: str, data_dir: Path,
     assert min(served) > 0, served
     assert remote.manifest["output"]["sha256"] == local.manifest["output"]["sha256"]
     assert remote.manifest["rows_out"] == local.manifest["rows_out"] > 0
+
+
+
+def _traced_ray_map(address: str) -> tuple[Any, list[int]]:
+    """The Ray executor's `map_parts`, also noting the pid of the process that ran each part."""
+    from curate.runner.ray_exec import RayExecutor
+
+    ray_map, pids = RayExecutor(address).map_parts, []
+
+    def traced(fn, n):
+        for pid, result in ray_map(lambda i: (os.getpid(), fn(i)), n):
+            pids.append(pid)
+            yield result
+
+    return traced, pids
+
+
+def _spilled(frame: Any, rows: int, folder: Path) -> list[Path]:
+    from curate.runner.state import write_part
+
+    return [write_part(frame.slice(s, rows), folder / f"part-{s // rows:05d}.parquet")
+            for s in range(0, frame.height, rows)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dedup_scans_its_key_parts_in_ray_workers(ray_cluster: str, medqa_train, medmcqa_dev, tmp_path: Path,
+                                                  cur_ctx) -> None:
+    """Dedup's per-part scan (shingles, MinHash signatures, band keys) on real MedQA + MedMCQA rows in 10
+    parts runs as Ray tasks in worker processes (not the driver), and decides exactly as in process."""
+    from dataclasses import replace
+
+    import polars as pl
+
+    from curate.runner.globals import StageKeys
+    from curate.runner.ray_exec import RayExecutor
+    from curate.runner.state import unified
+    from curate.steps.dedup import Dedup
+
+    copies = medqa_train.head(60).with_columns(pl.format("copy-{}", pl.col("id")).alias("id"))
+    frame = pl.concat([medqa_train, medmcqa_dev, copies], how="diagonal_relaxed")
+    files = _spilled(frame, 500, tmp_path)
+    plain = RayExecutor(ray_cluster).map_parts
+    assert list(plain(lambda i: i * i, 9)) == [i * i for i in range(9)]  # more than the 4 in flight, in order
+    traced, pids = _traced_ray_map(ray_cluster)
+    step = Dedup({})
+    ctx = replace(cur_ctx, scratch_dir=tmp_path / "scratch")
+    reads = step.reads(frame.columns)
+    local = step.decide(StageKeys(files, unified(files), reads), ctx)
+    remote = step.decide(StageKeys(files, unified(files), reads, traced), ctx)
+    assert len(pids) == len(files) == 10 and os.getpid() not in pids
+    assert remote.stats == local.stats and remote.stats["exact_duplicates"] >= 60
+    assert remote.code.tolist() == local.code.tolist() and remote.rep.tolist() == local.rep.tolist()
+    assert remote.sim.tolist() == local.sim.tolist() and remote.rep_ids.equals(local.rep_ids)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_decontaminate_matches_its_key_parts_in_ray_workers(ray_cluster: str, medqa_train, data_dir: Path,
+                                                            tmp_path: Path, cur_ctx, monkeypatch) -> None:
+    """MedQA train rows plus 500 MedMCQA dev rows (a benchmark split of the pack) in 6 parts: the matching
+    runs in Ray workers and gives the in-process matches, hits and stats."""
+    import polars as pl
+
+    from curate.runner.globals import StageKeys
+    from curate.runner.state import unified
+    from curate.steps import get_step
+    from fixtures_curation import read_real
+
+    monkeypatch.setenv("MEDCURATE_BENCHMARKS", str(data_dir))
+    dev = read_real(data_dir, "medmcqa", "medmcqa/dev_last500.json")
+    frame = pl.concat([medqa_train, dev.select(medqa_train.columns)])
+    files = _spilled(frame, 256, tmp_path)
+    traced, pids = _traced_ray_map(ray_cluster)
+    step = get_step("decontaminate")({})
+    reads = step.reads(frame.columns)
+    local = step.decide(StageKeys(files, unified(files), reads), cur_ctx)
+    remote = step.decide(StageKeys(files, unified(files), reads, traced), cur_ctx)
+    assert len(pids) == len(files) == 6 and os.getpid() not in pids
+    assert remote.stats == local.stats and remote.stats["hits"] >= 500
+    assert remote.matches.equals(local.matches) and remote.items.equals(local.items)

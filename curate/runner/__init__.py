@@ -11,7 +11,8 @@ removed once the build folder has been renamed into place.
                 content id across sources are rejected using only the (id, source, source_id) keys.
 - `rows.py`     consecutive `scope="row"` steps run together, shard by shard (ctx.rank = shard index,
                 ctx.world_size = number of shards); an executor (local or Ray) maps shards.
-- `globals.py`  one `scope="global"` step (dedup, decontaminate, mix) over the whole spilled stage.
+- `globals.py`  one `scope="global"` step (dedup, decontaminate, mix) over the whole spilled stage; its
+                per-part passes (`KeyParts.map`) go to the executor too.
 - `write.py`    output shards (same bytes as the in-memory runner), rejects, scores, manifest, report,
                 card, into a temporary folder renamed into place.
 - `accounting.py` rows_in == kept + rejected per step, per shard and overall; merging of shard metadata.

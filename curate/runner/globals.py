@@ -5,6 +5,8 @@ from the spilled parts one part at a time, only the columns its expressions name
 the decision is then applied to the whole rows one spilled part at a time, each part reconciled on its own
 (rows in = kept + rejected, same ids) and its rejects and scores spilled per part. So the stage holds what
 the step keeps of the keys, never the rows. A step without `reads` (mix) gets the whole stage as one frame.
+A step's pure per-part pass over the keys (`StageKeys.map`) runs on the build's executor: Ray tasks under
+`--executor ray`, each reading its own part; the decision itself is made on the driver.
 
 Kept rows are re-spilled in parts of `batch_rows` (the same parts either way), so the row stage after
 it is sharded again.
@@ -14,21 +16,28 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
 from curate.runner.accounting import apply_step, check, empty_meta, ordered_reasons, reasons
+from curate.runner.executors import PartMap, map_local
 from curate.runner.state import RunDir, parts, read_parts, rows_in, unified, write_part
 from curate.steps import BuildContext, Step
 from curate.steps.keyed import ROW, Decision
 
+R = TypeVar("R")
+
 
 def run_global(name: str, step: Step, inputs: list[Path], folder: Path, ctx: BuildContext,
-               batch_rows: int) -> tuple[list[Path], dict[str, Any]]:
-    """Run (or resume past) one global step; return its output parts and its meta."""
+               batch_rows: int, *, map_parts: PartMap = map_local) -> tuple[list[Path], dict[str, Any]]:
+    """Run (or resume past) one global step; return its output parts and its meta. `map_parts` (the
+    executor's) runs the step's pure per-part passes over its keys."""
     meta = RunDir.done(folder)
     if meta is None:
         for old in folder.glob("*.parquet"):
@@ -42,34 +51,57 @@ def run_global(name: str, step: Step, inputs: list[Path], folder: Path, ctx: Bui
             if result.scores is not None:
                 write_part(result.scores, folder / "scores.parquet")
         else:
-            meta = _run_keyed(name, step, StageKeys(inputs, like, reads), folder, ctx, batch_rows)
+            meta = _run_keyed(name, step, StageKeys(inputs, like, reads, map_parts), folder, ctx, batch_rows)
         RunDir.mark(folder, meta)
     return parts(folder), meta
 
 
+@dataclass(frozen=True)
+class PartReader:
+    """Reads key part `i` of a stage: from disk only the columns the step's `reads` expressions name, the
+    expressions applied, `ROW` numbered from the rows before it. Small and picklable (absolute paths, an
+    empty schema frame), so a Ray task reads its own part from the work folder."""
+
+    files: list[Path]
+    offsets: list[int]
+    shape: pl.DataFrame
+    reads: list[pl.Expr]
+
+    def __call__(self, i: int) -> pl.DataFrame:
+        f = self.files[i]
+        cols = [c for c in pl.read_parquet_schema(f) if c in self.shape.columns]
+        part = pl.concat([self.shape, pl.read_parquet(f, columns=cols)], how="diagonal_relaxed")
+        return part.select(pl.col("id"), *self.reads).with_row_index(ROW, offset=self.offsets[i])
+
+
+def _read_then(read: PartReader, fn: Callable[[pl.DataFrame], R], i: int) -> R:
+    return fn(read(i))
+
+
 class StageKeys:
     """`KeyParts` over the spilled parts of a stage: `id`, the step's `reads` expressions and `ROW`, read
-    part by part (from disk only the columns the expressions name)."""
+    part by part; `map` runs a function over the parts with the executor's `map_parts` (Ray tasks under
+    `--executor ray`, each reading its own part)."""
 
-    def __init__(self, files: list[Path], like: pl.DataFrame, reads: list[pl.Expr]):
-        self.files, self.reads, self.like = files, reads, like
+    def __init__(self, files: list[Path], like: pl.DataFrame, reads: list[pl.Expr], map_parts: PartMap = map_local):
+        self.files, self.reads, self.like, self._map = files, reads, like, map_parts
         names = {"id"} | {n for e in reads for n in e.meta.root_names()}
-        self._shape = like.select([c for c in like.columns if c in names])
+        shape = like.select([c for c in like.columns if c in names])
         self.sizes = rows_in(files)
         self.height = sum(self.sizes)
-        self.columns = [ROW, *self._shape.select(pl.col("id"), *reads).columns]
+        self.columns = [ROW, *shape.select(pl.col("id"), *reads).columns]
+        offsets = list(accumulate(self.sizes, initial=0))[:-1]
+        self._read = PartReader([Path(f).resolve() for f in files], offsets, shape, reads)
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
-        offset = 0
-        for f, size in zip(self.files, self.sizes, strict=True):
-            cols = [c for c in pl.read_parquet_schema(f) if c in self._shape.columns]
-            part = pl.concat([self._shape, pl.read_parquet(f, columns=cols)], how="diagonal_relaxed")
-            yield part.select(pl.col("id"), *self.reads).with_row_index(ROW, offset=offset)
-            offset += size
+        return map(self._read, range(len(self.files)))
+
+    def map(self, fn: Callable[[pl.DataFrame], R]) -> Iterator[R]:
+        return self._map(partial(_read_then, self._read, fn), len(self.files))
 
     def collect(self) -> pl.DataFrame:
         frames = list(self)
-        return pl.concat(frames) if frames else self._shape.select(pl.col("id"), *self.reads).with_row_index(ROW)
+        return pl.concat(frames) if frames else self._read.shape.select(pl.col("id"), *self.reads).with_row_index(ROW)
 
 
 def _run_keyed(name: str, step: Step, keys: StageKeys, folder: Path, ctx: BuildContext, batch_rows: int

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from curate.runner.accounting import merge_meta
+from curate.runner.executors import LOCAL, Executor
 from curate.runner.globals import run_global
-from curate.runner.rows import NamedStep, collect, run_local, shard_jobs
+from curate.runner.rows import NamedStep, collect, shard_jobs
 from curate.runner.state import RunDir, rows_in
 from curate.steps import BuildContext
-
-Executor = Callable[[list[NamedStep], list[tuple[int, Path, Path]], BuildContext, int], None]
 
 
 @dataclass
@@ -38,7 +37,7 @@ def stages(recipe: Any) -> list[tuple[str, list[NamedStep]]]:
 
 
 def run_steps(recipe: Any, inputs: list[Path], run: RunDir, ctx: BuildContext, *, batch_rows: int,
-              executor: Executor = run_local,
+              executor: Executor = LOCAL,
               on_stage: Callable[[str, dict[str, Any]], None] | None = None) -> StepsOutcome:
     """Run every step of the recipe over the spilled parts `inputs`; return outputs and accounting."""
     done = StepsOutcome(parts=inputs)
@@ -58,7 +57,8 @@ def run_steps(recipe: Any, inputs: list[Path], run: RunDir, ctx: BuildContext, *
             metas = [merge_meta(m, step) for m, (_, step) in zip(per_step, steps, strict=True)]
         else:
             (name, step), = steps
-            done.parts, meta = run_global(name, step, done.parts, folder, ctx, batch_rows)
+            done.parts, meta = run_global(name, step, done.parts, folder, ctx, batch_rows,
+                                           map_parts=executor.map_parts)
             done.rejects[name] = sorted(folder.glob("rejects*.parquet"))
             done.scores[name] = sorted(folder.glob("scores*.parquet"))
             metas = [meta]

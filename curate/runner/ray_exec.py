@@ -13,22 +13,29 @@
   flight. SQLite locking is not reliable on network file systems, so on a multi-node cluster point
   `teacher_cache` (recipe step param or MEDCURATE_TEACHER_CACHE) at node-local storage or run teacher
   stages on one node; a single shared sqlite file across hosts is the one setup this does not support.
-- Global steps (dedup, decontaminate, mix) run on the driver as their own stage, after the row stage
-  before them has finished; the decontamination index is built once there and cached in the work folder.
+- Global steps (dedup, decontaminate, mix) run as their own stage, after the row stage before them has
+  finished; the driver decides (clusters resolved there, on compact keys) and applies the decision. A step's
+  pure per-part pass (dedup's shingles, MinHash signatures and band keys) runs as Ray tasks (`map_parts`:
+  one task per part, each reading its own part file from the work folder; at most 2 per cluster CPU in
+  flight, so the driver holds few results; results taken in part order). The decontamination index is
+  built once on the driver and cached in the work folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from curate.runner.balance import LoadTable, set_shared_load
 from curate.runner.rows import NamedStep, run_shard, shard_context
 from curate.steps import BuildContext
 
 ENV_PREFIXES = ("MEDCURATE_", "HF_", "TRANSFORMERS_", "FASTTEXT", "LINGUA")
+R = TypeVar("R")
 
 
 def _init(address: str | None) -> Any:
@@ -72,8 +79,13 @@ class _ShardWorker:
         return pa.table({"rank": ranks})
 
 
+def _call(fn: Callable[[int], R], i: int) -> R:
+    """A `map_parts` task (top level, so Ray pickles it by reference)."""
+    return fn(i)
+
+
 class RayExecutor:
-    """Callable like `rows.run_local(steps, jobs, ctx, world)`."""
+    """Callable like `rows.run_local(steps, jobs, ctx, world)`; `map_parts` like `executors.map_local`."""
 
     def __init__(self, address: str | None = None):
         self.address = address
@@ -97,3 +109,20 @@ class RayExecutor:
         if done != sorted(i for i, _, _ in jobs):
             raise RuntimeError(f"ray executor: shards {sorted(set(i for i, _, _ in jobs) - set(done))} did not run")
         ray.kill(load)
+
+    def map_parts(self, fn: Callable[[int], R], n: int) -> Iterator[R]:
+        """`fn(i)` for i in range(n) as Ray tasks (1 CPU each), at most 2 per cluster CPU in flight, results
+        yielded in order (a task is submitted as the oldest result is taken; `fn` is shipped once)."""
+        if n == 0:
+            return
+        ray = _init(self.address)
+        task = ray.remote(num_cpus=1)(_call)
+        shipped = ray.put(fn)
+        window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+        pending: deque[Any] = deque()
+        for i in range(n):
+            pending.append(task.remote(shipped, i))
+            if len(pending) >= window:
+                yield ray.get(pending.popleft())
+        while pending:
+            yield ray.get(pending.popleft())

@@ -48,6 +48,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ from pydantic import Field
 from curate.benchsets import BENCHMARKS, Benchmark, BenchSelection, file_key, load_benchmark
 from curate.errors import RecipeError
 from curate.steps import BuildContext, Step, StepResult, split_by
-from curate.steps.keyed import ROW, KeyParts, decide_rows
+from curate.steps.keyed import ROW, KeyParts, decide_rows, map_parts
 from curate.textnorm import join_expr, ngram_hashes, norm_expr, option_texts_expr, tokenize
 
 REASON = "benchmark_overlap"
@@ -101,13 +102,14 @@ class Decontaminate(Step):
         return decide_rows(self, frame, ctx)
 
     def decide(self, keys: KeyParts, ctx: BuildContext) -> BenchMatches:
-        """Match the key parts one at a time against the benchmark index (built once), keeping the best match
-        of the rows with any match (`_MATCH_SCHEMA`): never all keys, nor a Python list per row. The hits of
-        all parts then decide the refusal of a benchmark split and the stats."""
+        """Match the key parts one at a time against the benchmark index (built once, on the driver), keeping
+        the best match of the rows with any match (`_MATCH_SCHEMA`): never all keys, nor a Python list per
+        row. The hits of all parts then decide the refusal of a benchmark split and the stats."""
         p: DecontaminateParams = self.params  # type: ignore[assignment]
         index, found = bench_index(p.sets(), p, ctx.work_dir)
         missing = _check_found(found, p, ctx)
-        matched = [_match_part(part, index, p) for part in keys]
+        # per part, through the executor (Ray tasks under --executor ray; the 20 MB index is shipped once)
+        matched = list(map_parts(keys, partial(_match_part, index=index, p=p)))
         matches = pl.concat(matched, how="vertical_relaxed") if matched else _NO_MATCH
         items = (index.items.select(pl.col("item").cast(pl.Int32), "bench", "bench_id") if index is not None
                  else _NO_ITEMS)

@@ -38,15 +38,18 @@ spilled per part, `curate.near_pairs`), buckets and verifies pairs window by win
 over spilled edges (`curate.steps.dedup_resolve`) and returns a `DedupDecision` of 17 B a row. Measured on
 the derived MedMCQA scale rows: the step peaked at 2.6 GB at 1M rows and 4.5 GB at 2M in memory; out of core
 about 0.9 GB and 1.0 GB (busy machine; `benchmarks/scale.py` has the build figures), same decisions.
+The per-part scan is the pure `scan_part` (a `PartScan` per part, its files named by the part's first row),
+mapped with `map_parts`: Ray tasks under `--executor ray`, folded into `_Scan` in part order either way.
+In process the scan uses one core (100k derived rows: 4.2 s wall, 4.2 s CPU), so tasks divide it by the
+cluster's CPUs; on the shared 2-core machine under load 5 no gain showed (`benchmarks/global_passes.py`).
 """
 
 from __future__ import annotations
 
 import glob
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,14 +57,14 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from curate.errors import InputError
+from curate.errors import InputError, ReconciliationError
 from curate.minhash import optimal_bands, sorted_unique
 from curate.near_pairs import GroupPart, SetCache, candidate_windows, pair_blocks, spill_part, verify_block
 from curate.record import MESSAGE, OPTION
 from curate.steps import BuildContext, Step, StepParams, StepResult
 from curate.steps.dedup_decision import EXACT, KEPT, NEAR, DedupDecision
 from curate.steps.dedup_resolve import EDGE, EdgeStore, orient, resolve_clusters
-from curate.steps.keyed import ROW, KeyParts, decide_rows
+from curate.steps.keyed import ROW, KeyParts, decide_rows, map_parts
 from curate.textnorm import answer_texts, join_expr, norm_expr, option_texts_expr
 
 
@@ -232,14 +235,42 @@ def _prepared(keys: pl.DataFrame) -> pl.DataFrame:
 
 
 @dataclass
+class PartScan:
+    """One key part's scan, a pure function of the part (`scan_part`; under `--executor ray` a Ray task):
+    exact-key hashes, the explanation flag, the spilled ids and each settings group's spilled rows."""
+
+    k1: np.ndarray
+    k2: np.ndarray
+    has_exp: np.ndarray
+    first: int | None  # the part's first row number; None for an empty part (it spills nothing)
+    ids: Path | None
+    groups: dict[str, GroupPart]
+
+
+@dataclass
 class _Scan:
     """What the pass over the key parts keeps: 18 bytes a row, plus the spilled group parts."""
 
     k1: list[np.ndarray] = field(default_factory=list)
     k2: list[np.ndarray] = field(default_factory=list)
     has_exp: list[np.ndarray] = field(default_factory=list)
-    ids: list[tuple[int, Path]] = field(default_factory=list)  # (first row, ids file) per part
+    ids: list[tuple[int, Path]] = field(default_factory=list)  # (first row, ids file) per non-empty part
     groups: dict[str, list[GroupPart]] = field(default_factory=dict)
+    n: int = 0  # rows scanned so far
+
+    def add(self, part: PartScan) -> None:
+        """Fold the next part's scan in (parts in order: numbered by the rows before them)."""
+        if part.first not in (None, self.n):
+            raise ReconciliationError(f"dedup: a key part starts at row {part.first}, expected {self.n}: key "
+                                      f"parts must come in order, numbered `{ROW}` by the rows before them")
+        self.k1.append(part.k1)
+        self.k2.append(part.k2)
+        self.has_exp.append(part.has_exp)
+        if part.ids is not None:
+            self.ids.append((self.n, part.ids))
+        for gname, gp in part.groups.items():
+            self.groups.setdefault(gname, []).append(gp)
+        self.n += part.k1.shape[0]
 
 
 class Dedup(Step):
@@ -267,13 +298,14 @@ class Dedup(Step):
         old = read_previous(p.against) if p.against else None
         n_old = old.height if old is not None else 0
         n = n_old + keys.height
-        parts: list[pl.DataFrame] = []
-        if n_old:
-            parts.append(old.select(pl.col("id"), *self.reads(old.columns)).with_row_index(ROW))
         with ctx.scratch("dedup-") as tmp:
+            tmp = tmp.resolve()  # Ray tasks spill here from their own working folders
             scan = _Scan()
-            for start, part in _numbered(parts, keys):
-                self._scan_part(scan, _prepared(part), start, tmp, seed)
+            if n_old:  # rows of earlier builds (in memory) are scanned here, as the first part
+                scan.add(scan_part(self.settings(), p, seed, tmp, 0,
+                                   old.select(pl.col("id"), *self.reads(old.columns)).with_row_index(ROW)))
+            for part in map_parts(keys, partial(scan_part, self.settings(), p, seed, tmp, n_old)):
+                scan.add(part)
             is_old = np.zeros(n, dtype=bool)
             is_old[:n_old] = True
             has_exp = np.concatenate(scan.has_exp) if scan.has_exp else np.zeros(0, dtype=bool)
@@ -306,26 +338,6 @@ class Dedup(Step):
             stats["report_tables"] = [_settings_table(stats)]
         return DedupDecision(n_old, code, rep, sim, is_old, rep_ids, stats)
 
-    def _scan_part(self, scan: _Scan, rows: pl.DataFrame, start: int, tmp: Path, seed: int) -> None:
-        """Exact-key hashes, the explanation flag and ids of one part; each group's rows shingled and spilled."""
-        p: DedupParams = self.params  # type: ignore[assignment]
-        key = exact_key_expr()
-        hashed = rows.select(key.hash(1).alias("k1"), key.hash(2).alias("k2"))
-        scan.k1.append(hashed["k1"].to_numpy())
-        scan.k2.append(hashed["k2"].to_numpy())
-        scan.has_exp.append(rows["has_explanation"].fill_null(False).to_numpy())
-        ids = tmp / f"ids-{len(scan.ids):05d}.arrow"
-        rows.select("id").write_ipc(ids)
-        scan.ids.append((start, ids))
-        tasks = rows["task"].fill_null("")
-        for gname, t in self.settings():
-            member = ~tasks.is_in(list(p.per_task)) if gname == "default" else tasks == gname
-            local = np.nonzero(member.to_numpy())[0]
-            if not local.size:
-                continue
-            part = _spill_group(rows[local], t, p, seed, tmp, f"{gname}-{len(scan.ids):05d}", start + local)
-            scan.groups.setdefault(gname, []).append(part)
-
     def _near(self, scan: _Scan, alive: np.ndarray, is_old: np.ndarray, rank: np.ndarray, n: int, seed: int,
               store: EdgeStore, tmp: Path) -> dict[str, dict[str, Any]]:
         """Verified near-duplicate pairs of every settings group into `store`; the groups' stats."""
@@ -338,9 +350,35 @@ class Dedup(Step):
             g = out[gname] = _group_stats(t, p, seed)
             g["rows_compared"] = int(sum(gp.rows.shape[0] for gp in parts))
             for gp in parts:
-                gp.active &= alive[gp.rows]
+                gp.active = gp.active & alive[gp.rows]  # not in place: a Ray result's arrays are read-only
             _group_edges(parts, t, p, n, is_old, rank, store, tmp, g)
         return out
+
+
+def scan_part(settings: list[tuple[str, TaskDedup]], p: DedupParams, seed: int, tmp: Path, offset: int,
+              keys: pl.DataFrame) -> PartScan:
+    """Exact-key hashes, the explanation flag and ids of one key part; each group's rows shingled, MinHashed,
+    banded and spilled to `tmp`. Rows are numbered `offset + ROW`; files are named by the part's first row
+    number, so they are unique and the same whichever process ran the part."""
+    rows = _prepared(keys)
+    key = exact_key_expr()
+    hashed = rows.select(key.hash(1).alias("k1"), key.hash(2).alias("k2"))
+    scan = PartScan(hashed["k1"].to_numpy(), hashed["k2"].to_numpy(),
+                    rows["has_explanation"].fill_null(False).to_numpy(), None, None, {})
+    if not rows.height:
+        return scan
+    numbers = offset + rows[ROW].cast(pl.Int64).to_numpy()
+    scan.first = int(numbers[0])
+    scan.ids = tmp / f"ids-{scan.first:010d}.arrow"
+    rows.select("id").write_ipc(scan.ids)
+    tasks = rows["task"].fill_null("")
+    for gname, t in settings:
+        member = ~tasks.is_in(list(p.per_task)) if gname == "default" else tasks == gname
+        local = np.nonzero(member.to_numpy())[0]
+        if local.size:
+            scan.groups[gname] = _spill_group(rows[local], t, p, seed, tmp, f"{gname}-{scan.first:010d}",
+                                              numbers[local])
+    return scan
 
 
 def _spill_group(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int, tmp: Path, name: str,
@@ -384,15 +422,6 @@ def near_edges(rows: pl.DataFrame, t: TaskDedup, p: DedupParams, seed: int) -> t
     chunks = list(store)
     edges = np.concatenate(chunks) if chunks else np.zeros(0, dtype=EDGE)
     return np.stack([edges["u"], edges["v"]], axis=1), edges["s"]
-
-
-def _numbered(old: list[pl.DataFrame], keys: KeyParts) -> Iterator[tuple[int, pl.DataFrame]]:
-    """(first row number, key part): rows of earlier builds first, then the stage's parts, numbered by the rows
-    before them (an empty part, a shard whose rows were all rejected, takes the number of the part after it)."""
-    start = 0
-    for part in chain(old, keys):
-        yield start, part
-        start += part.height
 
 
 def _exact_reps(scan: _Scan, rank: np.ndarray, n: int) -> np.ndarray:

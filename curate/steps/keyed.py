@@ -7,13 +7,17 @@ part at a time and calls `Decision.apply` on each, so no stage ever holds all ro
 unless the step chooses to (the default `decide` does: it runs `apply` on every key at once).
 
 Rows carry their stage row number in `ROW` (0..n-1, the stage's input order) from the keys to the parts.
+
+A step whose pass over the parts is a pure function of each part (dedup's shingles, signatures and band keys)
+maps it with `map_parts(keys, fn)`: the runner's `StageKeys.map` runs it as Ray tasks under `--executor ray`
+(each task reads its own part), in process otherwise; results come back in part order either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import polars as pl
 
@@ -24,10 +28,13 @@ if TYPE_CHECKING:
     from curate.steps.base import BuildContext, Step
 
 ROW = "__row"
+R = TypeVar("R")
 
 
 class KeyParts(Protocol):
-    """The key columns of a global stage (`id`, what `Step.reads` named, and `ROW`), part by part in order."""
+    """The key columns of a global stage (`id`, what `Step.reads` named, and `ROW`), part by part in order.
+    It may also offer `map(fn) -> Iterator[R]` (`fn` over each part as `__iter__` yields it, results in part
+    order, possibly in other processes: `fn` must be picklable and pure); see `map_parts`."""
 
     height: int
     columns: list[str]
@@ -66,6 +73,16 @@ class KeyFrame:
 
     def collect(self) -> pl.DataFrame:
         return self.frame
+
+    def map(self, fn: Callable[[pl.DataFrame], R]) -> Iterator[R]:
+        yield fn(self.frame)
+
+
+def map_parts(keys: KeyParts, fn: Callable[[pl.DataFrame], R]) -> Iterator[R]:
+    """`fn` over every key part, results in part order: through `keys.map` where the parts offer it (the
+    runner's `StageKeys`: Ray tasks under `--executor ray`), else in process over `iter(keys)`."""
+    mapped = getattr(keys, "map", None)
+    return mapped(fn) if mapped is not None else map(fn, keys)
 
 
 def key_frame(step: Step, frame: pl.DataFrame) -> KeyFrame:
