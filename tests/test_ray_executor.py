@@ -190,11 +190,11 @@ def test_decontaminate_matches_its_key_parts_in_ray_workers(ray_cluster: str, me
     """MedQA train rows plus 500 MedMCQA dev rows (a benchmark split of the pack) in 6 parts: the matching
     runs in Ray workers and gives the in-process matches, hits and stats."""
     import polars as pl
+    from fixtures_curation import read_real
 
     from curate.runner.globals import StageKeys
     from curate.runner.state import unified
     from curate.steps import get_step
-    from fixtures_curation import read_real
 
     monkeypatch.setenv("MEDCURATE_BENCHMARKS", str(data_dir))
     dev = read_real(data_dir, "medmcqa", "medmcqa/dev_last500.json")
