@@ -6,19 +6,20 @@ The derived MedMCQA rows of `benchmarks/scale.py` (mcq shape) are read and spill
 the seconds of the mapped pass alone (dedup's `scan_part`: exact-key hashes, shingles, MinHash signatures,
 band keys; decontaminate's `_match_part`), of the whole `decide`, and whether the decisions are identical.
 
-    python benchmarks/global_passes.py --rows 200000 --batch-rows 25000 --cpus 2
+    python benchmarks/global_passes.py --rows 200000 --batch-rows 25000 --cpus 2 [--repeat 3]
 
 Ray's first tasks start worker processes (imports: a second or two each): they are in its first figure (the
 dedup scan). On a machine whose cores are busy with other work the parallel pass cannot gain: compare on a
-quiet machine. Checked here at 200k rows in 8 parts, 2 CPUs, load average 5 from other builds: identical
-decisions; dedup scan 8.1 / 7.8 s local, 11.3 (first, workers starting) / 7.4 s ray; dedup decide 12.8 / 12.5 s;
-decontaminate decide 9.9 / 9.7 s (noise-level: the cores were taken).
+quiet machine. Quiet 2-core machine, 200k rows in 8 parts, `--repeat 3`, medians: identical decisions; dedup
+scan 6.3 s local, 4.1 s ray (0.65x); dedup decide 10.6 / 9.4 s (0.88x: the pair verification and cluster
+resolution stay on the driver); decontaminate decide 8.7 / 6.1 s (0.70x).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -59,6 +60,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--batch-rows", type=int, default=25_000)
     ap.add_argument("--cpus", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each pass (median; min-max)")
     args = ap.parse_args()
     os.environ.setdefault("MEDCURATE_BENCHMARKS", str(ROOT.parent / "shared" / "data"))
 
@@ -87,16 +89,19 @@ def main() -> None:
         for name, mapper in mappers.items():
             keys = StageKeys(files, unified(files), dedup.reads(unified(files).columns), mapper)
             scans = []
-            for _ in range(2):  # the first one starts Ray's task workers
+            for _ in range(1 + args.repeat):  # the first one starts Ray's task workers
                 with ctx.scratch("scan-") as scratch:
                     scans.append(timed(lambda k=keys, s=scratch: list(map_parts(k, partial(
                         scan_part, dedup.settings(), dedup.params, ctx.seed, s.resolve(), 0))))[1])
-            d, dedup_s = timed(lambda k=keys: dedup.decide(k, ctx))
+            dedup_s = [timed(lambda k=keys: dedup.decide(k, ctx)) for _ in range(args.repeat)]
+            d = dedup_s[-1][0]
             keys = StageKeys(files, unified(files), decon.reads(unified(files).columns), mapper)
-            _, match_s = timed(lambda k=keys: list(map_parts(k, partial(_match_part, index=index, p=p))))
-            m, decon_s = timed(lambda k=keys: decon.decide(k, ctx))
+            match_s = [timed(lambda k=keys: list(map_parts(k, partial(_match_part, index=index, p=p))))[1]
+                       for _ in range(args.repeat)]
+            decon_s = [timed(lambda k=keys: decon.decide(k, ctx)) for _ in range(args.repeat)]
+            m = decon_s[-1][0]
             decisions[name] = (d.code.tolist(), d.rep.tolist(), d.stats, m.matches, m.stats)
-            table.append((name, *scans, dedup_s, match_s, decon_s))
+            table.append((name, [scans[0]], scans[1:], [t for _, t in dedup_s], match_s, [t for _, t in decon_s]))
         ray.shutdown()
     a, b = decisions["local"], decisions["ray"]
     same = a[:3] == b[:3] and a[3].equals(b[3]) and a[4] == b[4]
@@ -105,10 +110,18 @@ def main() -> None:
           "| decontaminate decide s |")
     print("|---|---:|---:|---:|---:|---:|")
     for name, *secs in table:
-        print(f"| {name} | " + " | ".join(f"{s:.1f}" for s in secs) + " |")
-    print(f"- ray/local: dedup scan (again) {table[1][2] / table[0][2]:.2f}, dedup decide "
-          f"{table[1][3] / table[0][3]:.2f}, decontaminate decide {table[1][5] / table[0][5]:.2f}; "
+        print(f"| {name} | " + " | ".join(_cell(t) for t in secs) + " |")
+    med = [[statistics.median(t) for t in row[1:]] for row in table]
+    print(f"- ray/local (medians of {args.repeat}): dedup scan (again) {med[1][1] / med[0][1]:.2f}, dedup decide "
+          f"{med[1][2] / med[0][2]:.2f}, decontaminate decide {med[1][4] / med[0][4]:.2f}; "
           f"identical decisions: {same}")
+
+
+def _cell(times: list[float]) -> str:
+    """Median (min-max) of a pass's timed runs."""
+    if len(times) == 1:
+        return f"{times[0]:.1f}"
+    return f"{statistics.median(times):.1f} ({min(times):.1f}-{max(times):.1f})"
 
 
 if __name__ == "__main__":

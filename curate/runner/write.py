@@ -4,8 +4,9 @@ Everything goes into a hidden temporary folder renamed into place only when comp
 build never leaves a folder that looks finished. Output shards of `max_rows_per_shard` rows are written
 by pyarrow one row group of `ROW_GROUP_ROWS` at a time, cut at fixed output row numbers from the spilled
 parts: one row group is in memory, and the bytes (so `output.sha256`) do not depend on the batch size,
-the executor or a resume. Before, polars wrote each whole shard from memory: +700 MB at 1M rows, the
-build's peak at 1M and 2M rows.
+the executor or a resume. Before, polars encoded each whole 250k-row shard in memory: the write stage rose
++843 MB in the 1M-row scale build and set the build's peak at 1M and 2M rows (1.39 / 1.67 GB, a ratio of
+1.21); now +157 MB, and the peaks, in the global stages, are 0.99 / 1.01 GB, a ratio of 1.02 (`benchmarks/scale.py`).
 
 `rejects/<stage>.parquet` and `scores/<stage>.parquet` are streamed from their spilled parts one part at a
 time (a pyarrow `ParquetWriter`, each part aligned to the schema of all parts, so the columns and dtypes are
