@@ -208,14 +208,3 @@ def test_decontaminate_matches_its_key_parts_in_ray_workers(ray_cluster: str, me
     assert len(pids) == len(files) == 6 and os.getpid() not in pids
     assert remote.stats == local.stats and remote.stats["hits"] >= 500
     assert remote.matches.equals(local.matches) and remote.items.equals(local.items)
-
-
-def test_ray_workers_get_one_polars_thread_each(ray_cluster: str) -> None:
-    """`map_parts` tasks (and the row-stage actors, same `worker_env`) ask Ray for 1 CPU each: polars in them
-    must not start a pool of every core of the node."""
-    import polars as pl
-
-    from curate.runner.ray_exec import RayExecutor
-
-    pools = list(RayExecutor(ray_cluster).map_parts(lambda i: pl.thread_pool_size(), 4))
-    assert pools == [1, 1, 1, 1]

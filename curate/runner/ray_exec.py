@@ -38,14 +38,6 @@ ENV_PREFIXES = ("MEDCURATE_", "HF_", "TRANSFORMERS_", "FASTTEXT", "LINGUA")
 R = TypeVar("R")
 
 
-def worker_env() -> dict[str, Any]:
-    """The runtime env of our actors and tasks: each asks Ray for 1 CPU, so polars in it gets one thread (as
-    Ray sets OMP_NUM_THREADS) instead of a pool of every core of the node per worker; `POLARS_MAX_THREADS` in
-    the driver's environment overrides it. Given per actor / task, so it holds when Ray was initialised by
-    someone else (a notebook, a test fixture); Ray merges it into the job's env vars."""
-    return {"env_vars": {"POLARS_MAX_THREADS": os.environ.get("POLARS_MAX_THREADS", "1")}}
-
-
 def _init(address: str | None) -> Any:
     import ray
 
@@ -112,7 +104,7 @@ class RayExecutor:
         actors = max(1, min(len(jobs), int(ray.cluster_resources().get("CPU", 1))))
         ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _ShardWorker, fn_constructor_kwargs={"steps": steps, "ctx": wctx, "world": world, "load": load},
-            batch_size=1, batch_format="pyarrow", concurrency=actors, num_cpus=1, runtime_env=worker_env())
+            batch_size=1, batch_format="pyarrow", concurrency=actors, num_cpus=1)
         done = sorted(r["rank"] for r in ds.take_all())
         if done != sorted(i for i, _, _ in jobs):
             raise RuntimeError(f"ray executor: shards {sorted(set(i for i, _, _ in jobs) - set(done))} did not run")
@@ -124,7 +116,7 @@ class RayExecutor:
         if n == 0:
             return
         ray = _init(self.address)
-        task = ray.remote(num_cpus=1, runtime_env=worker_env())(_call)
+        task = ray.remote(num_cpus=1)(_call)
         shipped = ray.put(fn)
         window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
         pending: deque[Any] = deque()
