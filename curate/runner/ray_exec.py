@@ -19,6 +19,11 @@
   one task per part, each reading its own part file from the work folder; at most 2 per cluster CPU in
   flight, so the driver holds few results; results taken in part order). The decontamination index is
   built once on the driver and cached in the work folder.
+- Polars keeps its default thread pool in every actor and task. Capping it at one thread per worker
+  (`POLARS_MAX_THREADS=1`, as Ray does for OMP_NUM_THREADS) was measured and not kept: 1M scale rows on
+  the 2-CPU local Ray, medians of 3, made normalize 14.4 -> 17.9 s, langid 52.5 -> 60.8 s and dedup
+  53.1 -> 58.1 s (decontaminate 11.4 -> 8.9 s), 150.0 -> 164.3 s in all (the local build in that run was
+  also ~10% slower, 182 -> 203 s). On a node with many CPUs, measure before capping it.
 """
 
 from __future__ import annotations
