@@ -69,9 +69,9 @@ def shard_layout(total: int, max_rows: int, group_rows: int) -> list[list[int]]:
     return layout
 
 
-def output_blocks(files: list[Path], sizes: list[int]) -> Iterator[pa.Table]:
-    """The output rows as consecutive compact Arrow tables of `sizes` rows (one part read at a time)."""
-    like = unified(files)
+def output_blocks(files: list[Path], like: pl.DataFrame, sizes: list[int]) -> Iterator[pa.Table]:
+    """The output rows, aligned to `like` (`unified(files)`), as consecutive compact Arrow tables of `sizes`
+    rows (one part read at a time)."""
     queue = list(files)
     carry = like
     for size in sizes:
@@ -89,7 +89,7 @@ def write_shards(files: list[Path], data_dir: Path, split: str, max_rows: int) -
     like = unified(files)
     schema = like.to_arrow().schema
     layout = shard_layout(sum(rows_in(files)), max_rows, ROW_GROUP_ROWS)
-    blocks = output_blocks(files, [size for groups in layout for size in groups])
+    blocks = output_blocks(files, like, [size for groups in layout for size in groups])
     paths = []
     for i, groups in enumerate(layout):
         path = data_dir / f"{split}-{i:05d}-of-{len(layout):05d}.parquet"
