@@ -3,14 +3,18 @@
     python benchmarks/teacher_client.py [--rows 2000] [--inflight 64 256 512] [--repeat 3]
 
 A zero-latency oracle server (`python -m synth.testing`) runs in its own process on 127.0.0.1, so
-the numbers measure the client side. Four contenders send the same rendered messages and params:
+the numbers measure the client side. Six contenders send the same rendered messages and params:
 - "medcurate cot step": `cot.apply` end to end: prompt rendering, cache lookups and commits, HTTP,
   answer parsing and verification, frame assembly;
 - "openai (default httpx)": `AsyncOpenAI(...).chat.completions.create` under a semaphore, SDK defaults;
 - "openai (aiohttp backend)": the same with `http_client=openai.DefaultAioHttpClient()`, the SDK's
   documented fast transport (the strongest peer setup);
 - "bare aiohttp + orjson": one session, orjson in and out, a semaphore and nothing else: the floor of
-  any Python client.
+  any pure-asyncio Python client (the issue's floor);
+- "bare pyreqwest + orjson": the same loop on pyreqwest (Rust reqwest/hyper, HTTP outside the GIL), the
+  transport our client uses by default (synth/transport.py): the floor of our own transport, so the table
+  also shows what our step costs over it;
+- "medcurate cot step (aiohttp transport)": ours with `transport: aiohttp`, the fallback (A/B of the transport).
 All run through `synth.client.run_sync` (uvloop when installed, the collector tuned by
 `synth.gc_tuning`), so none gets a faster loop. Each contender runs `--repeat` times per setting, interleaved; the table shows the median req/s with
 min and max, CPU ms per request (this process, all threads), the part of it on the event-loop thread
@@ -79,10 +83,10 @@ def start_server() -> tuple[subprocess.Popen, str]:
     return proc, f"http://127.0.0.1:{line.split()[1]}/v1"
 
 
-def run_ours(frame: pl.DataFrame, url: str, inflight: int, work: Path) -> dict:
+def run_ours(frame: pl.DataFrame, url: str, inflight: int, work: Path, transport: str = "auto") -> dict:
     ctx = BuildContext(recipe_name="bench", work_dir=work, options={"teacher_url": url, "teacher_model": "bench"})
-    step = get_step("cot")({"teacher": {"profile": "vllm-local", "max_concurrency": inflight}, "max_attempts": 1,
-                            "log_every_s": 3600})
+    teacher = {"profile": "vllm-local", "max_concurrency": inflight, "transport": transport}
+    step = get_step("cot")({"teacher": teacher, "max_attempts": 1, "log_every_s": 3600})
     c0, m0, t0 = time.process_time(), time.thread_time(), time.perf_counter()
     res = step.apply(frame, ctx)
     wall, cpu, main = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
@@ -165,6 +169,35 @@ def run_bare(frame: pl.DataFrame, url: str, inflight: int) -> dict:
     return {**out, "cache_hits": 0, "kept": out["requests"]}
 
 
+def run_bare_reqwest(frame: pl.DataFrame, url: str, inflight: int) -> dict:
+    """The bare loop on pyreqwest: one client with a pool of `inflight` connections, orjson in and out, a
+    semaphore, the whole body read at once; nothing else."""
+    from datetime import timedelta
+
+    import orjson
+    from pyreqwest.client import ClientBuilder
+
+    jobs, params = _jobs(frame)
+
+    async def main() -> int:
+        builder = ClientBuilder().max_connections(inflight).timeout(timedelta(seconds=120)).no_proxy()
+        async with builder.default_headers({"Content-Type": "application/json"}).build() as client:
+            sem = asyncio.Semaphore(inflight)
+
+            async def one(messages, seed) -> int:
+                data = orjson.dumps({"model": "bench", "messages": messages, "seed": seed, **params})
+                async with sem:
+                    resp = await client.post(url + "/chat/completions").body_bytes(data).build().send()
+                    body = orjson.loads((await resp.bytes()).to_bytes())
+                return len(body["choices"][0]["message"]["content"] or "") > 0
+
+            return sum(await asyncio.gather(*(one(m, s_) for m, s_ in jobs)))
+
+    out = _timed(main)
+    assert out["requests"] == frame.height
+    return {**out, "cache_hits": 0, "kept": out["requests"]}
+
+
 def _summary(runs: list[dict]) -> dict:
     rates = sorted(r["requests"] / r["wall"] for r in runs)
     cpu = sorted(1000 * r["cpu"] / max(r["requests"], 1) for r in runs)
@@ -176,12 +209,14 @@ def _summary(runs: list[dict]) -> dict:
 
 CONTENDERS = {
     "medcurate cot step": lambda f, url, n, d: run_ours(f, url, n, d),
+    "medcurate cot (aiohttp transp.)": lambda f, url, n, d: run_ours(f, url, n, d, "aiohttp"),
     "openai (default httpx)": lambda f, url, n, d: run_openai(f, url, n, "httpx"),
     "openai (aiohttp backend)": lambda f, url, n, d: run_openai(f, url, n, "aiohttp"),
     "bare aiohttp + orjson (floor)": lambda f, url, n, d: run_bare(f, url, n),
+    "bare pyreqwest + orjson": lambda f, url, n, d: run_bare_reqwest(f, url, n),
 }
 
-_SHORT = dict(zip(CONTENDERS, ("ours", "httpx", "aiohttp", "floor"), strict=True))
+_SHORT = dict(zip(CONTENDERS, ("ours", "ours-aiohttp", "httpx", "aiohttp", "floor", "reqwest"), strict=True))
 
 
 def main() -> None:
@@ -189,7 +224,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--inflight", type=int, nargs="+", default=[64, 256, 512])
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender and setting (median, min, max)")
-    ap.add_argument("--only", nargs="+", choices=["ours", "httpx", "aiohttp", "floor"],
+    ap.add_argument("--only", nargs="+", choices=list(_SHORT.values()),
                     help="run only these contenders (ours and the floor are always run: the ratio needs both)")
     args = ap.parse_args()
     logging.getLogger("medcurate").setLevel(logging.WARNING)
@@ -230,10 +265,12 @@ def main() -> None:
         http = r["requests"] - r["cache_hits"] if name.endswith("replay") else r["requests"]
         print(f"{name:<30} {inflight:>9} {http:>9} {r['cache_hits']:>10} {r['kept']:>9} {r['median']:>13,.0f} "
               f"{r['min']:>6,.0f}-{r['max']:<6,.0f} {r['cpu_ms']:>11.3f} {r['main_ms']:>11.3f} {ratio:>11.2f}x")
-    floor = {n: r for name, n, r in table if name.startswith("bare")}
+    floor = {n: r for name, n, r in table if name.startswith("bare aiohttp")}
+    native = {n: r for name, n, r in table if name.startswith("bare pyreqwest")}
     for n in sorted(ours):
-        print(f"at {n} in flight: ours / bare floor = {ours[n]['median'] / floor[n]['median']:.2f}x "
-              f"(medians; target >= 0.80x at 512)")
+        print(f"at {n} in flight: ours / bare aiohttp floor = {ours[n]['median'] / floor[n]['median']:.2f}x "
+              f"(medians; target >= 0.80x at 512)"
+              + (f"; ours / bare pyreqwest = {ours[n]['median'] / native[n]['median']:.2f}x" if n in native else ""))
     try:
         import uvloop  # noqa: F401
 

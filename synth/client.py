@@ -1,10 +1,11 @@
 """Async client for any OpenAI-compatible chat-completions server (vLLM, SGLang, transformers serve, hosted).
 
-One aiohttp session, a semaphore bounding requests in flight over all endpoints, least-loaded (or
-round-robin) endpoint choice, per-request timeout, retries with exponential backoff and full jitter
-on 429 (honouring Retry-After), 408/5xx, connection errors, timeouts and truncated or invalid JSON
-bodies; other 4xx fail at once. Every completed call goes through the persistent `CallCache`.
-When retries run out the call raises `TeacherError` with a one-line reason the step records.
+One HTTP transport (`synth.transport`: pyreqwest, else aiohttp), a semaphore bounding requests in flight
+over all endpoints, least-loaded (or round-robin) endpoint choice, per-request timeout, retries with
+exponential backoff and full jitter on 429 (honouring Retry-After), 408/5xx, connection errors, timeouts
+and truncated or invalid JSON bodies; other 4xx fail at once. Every completed call goes through the
+persistent `CallCache`. When retries run out the call raises `TeacherError` with a one-line reason the
+step records.
 
 Why not datatrove's InferenceRunner: it is a datatrove PipelineStep over Documents with its own
 writer, one endpoint per rank, a fixed 5*2^n s backoff without Retry-After or jitter, a cache keyed
@@ -33,7 +34,12 @@ from curate.redact import redact_text, short_reason
 from curate.runner.balance import shared_load
 from synth.cache import CallCache, call_key
 from synth.config import TeacherProfile
+from synth.errors import RetryableError, TeacherError
 from synth.gc_tuning import client_gc
+from synth.transport import Transport, open_transport
+
+__all__ = ["Choice", "ClientStats", "Completion", "TeacherClient", "TeacherError", "check_completion", "run_sync",
+           "usable"]
 
 T = TypeVar("T")
 
@@ -84,19 +90,6 @@ def _error_reason(raw: bytes) -> str:
             if isinstance(cand, str) and cand.strip():
                 return cand
     return text
-
-
-class TeacherError(Exception):
-    """A call that failed for good (retries exhausted or a non-retryable answer)."""
-
-    def __init__(self, detail: str, attempts: int, reason: str = "http_4xx"):
-        self.detail = detail
-        self.attempts = attempts
-        self.reason = reason
-        super().__init__(detail)
-
-    def __str__(self) -> str:
-        return f"{self.detail} (after {self.attempts} attempt{'s' if self.attempts != 1 else ''})"
 
 
 @dataclass(frozen=True)
@@ -191,11 +184,6 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, detail: str, wait: float | None = None):
-        self.reason, self.detail, self.wait = reason, detail, wait
-
-
 class TeacherClient:
     """Use as `async with TeacherClient(profile, cache) as client: await client.chat(...)`."""
 
@@ -206,7 +194,7 @@ class TeacherClient:
         self._rng = random.Random(seed)
         self._inflight = [0] * len(profile.urls)
         self._rr = itertools.count()
-        self._session: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
         self._sem: asyncio.Semaphore | None = None
         self._pending: dict[str, asyncio.Future[Completion]] = {}
         self._ready: asyncio.Task[None] | None = None
@@ -219,18 +207,15 @@ class TeacherClient:
             self._headers["Authorization"] = f"Bearer {key}"
 
     async def __aenter__(self) -> TeacherClient:
-        p = self.profile
-        connector = aiohttp.TCPConnector(limit=p.max_concurrency, limit_per_host=0, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(total=p.timeout_s, sock_connect=p.connect_timeout_s)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers)
-        self._sem = asyncio.Semaphore(p.max_concurrency)
+        self._transport = open_transport(self.profile, self._headers, self._secrets)
+        self._sem = asyncio.Semaphore(self.profile.max_concurrency)
         self.stats = ClientStats()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
 
     def request_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Generation params as sent (profile pass-through options first, step params win)."""
@@ -354,7 +339,7 @@ class TeacherClient:
 
     async def _post(self, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """The validated completion body, parsed and as received (the cache stores the bytes as they came)."""
-        assert self._session is not None and self._sem is not None, "use `async with TeacherClient(...)`"
+        assert self._transport is not None and self._sem is not None, "use `async with TeacherClient(...)`"
         p = self.profile
         data = orjson.dumps(request)
         last = "no attempt made"
@@ -373,7 +358,7 @@ class TeacherClient:
                         if shared:
                             shared.release(len(p.urls), i)
                 return body
-            except _Retry as r:
+            except RetryableError as r:
                 last = f"{r.detail} from {_label(url)}"
                 self.stats.errors[r.reason] = self.stats.errors.get(r.reason, 0) + 1
                 if attempt == p.max_retries:
@@ -392,58 +377,20 @@ class TeacherClient:
         self.stats.failures += 1
         raise TeacherError(f"retries exhausted; last error: {last}", p.max_retries + 1, "retries_exhausted")
 
-    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The body, failing when it stalls for `read_timeout_s` (a trickling or stuck server) or grows past
-        `max_response_bytes` (a reply no chat completion needs; it would otherwise be held in memory)."""
-        p = self.profile
-        cap = p.max_response_bytes
-        if resp.content_length is not None and resp.content_length > cap:
-            raise TeacherError(f"response of {resp.content_length} bytes exceeds max_response_bytes={cap}", 1,
-                               "oversized_body")
-        chunks: list[bytes] = []
-        size = 0
-        content = resp.content
-        while True:
-            # what is buffered already is taken without arming a timer (a small body usually arrives with the
-            # headers); only an actual wait for bytes runs under the idle-read timeout
-            chunk = content.read_nowait() if not content.at_eof() else b""
-            if not chunk and not content.at_eof():
-                try:
-                    chunk = await asyncio.wait_for(content.readany(), p.read_timeout_s)
-                except TimeoutError:
-                    raise _Retry("read_timeout", f"response body stalled: no bytes for {p.read_timeout_s:g}s") from None
-            if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > cap:
-                raise TeacherError(f"response exceeds max_response_bytes={cap}", 1, "oversized_body")
-            chunks.append(chunk)
-
     async def _once(self, url: str, data: bytes) -> tuple[dict[str, Any], bytes]:
-        assert self._session is not None
-        try:
-            async with self._session.post(url, data=data) as resp:
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-                raw = await self._read_body(resp)
-        except TimeoutError:
-            raise _Retry("timeout", f"no answer within {self.profile.timeout_s:g}s") from None
-        except aiohttp.ClientPayloadError as err:
-            raise _Retry("truncated_body", f"truncated response body ({type(err).__name__})") from None
-        except (aiohttp.ClientError, OSError) as err:
-            raise _Retry("connection", f"connection error ({type(err).__name__}: "
-                         f"{short_reason(redact_text(str(err), self._secrets), 120)})") from None
+        assert self._transport is not None
+        status, retry_after, raw = await self._transport.post(url, data)
         if status != 200:
             # status + the server's short reason, credentials masked: error bodies may echo the request headers
             reason = short_reason(redact_text(_error_reason(raw), self._secrets), 120)
             if status in _RETRY_STATUS:
-                raise _Retry(f"http_{status}", f"HTTP {status}: {reason}", _retry_after(retry_after))
+                raise RetryableError(f"http_{status}", f"HTTP {status}: {reason}", _retry_after(retry_after))
             raise TeacherError(f"HTTP {status}: {reason}", 1)
         try:
             body = orjson.loads(raw)
             check_completion(body)
         except (orjson.JSONDecodeError, ValueError, AttributeError, TypeError) as err:
-            raise _Retry("invalid_body", f"invalid completion body ({len(raw)} bytes: {err})") from None
+            raise RetryableError("invalid_body", f"invalid completion body ({len(raw)} bytes: {err})") from None
         return body, raw
 
 

@@ -41,6 +41,9 @@ class TeacherProfile(BaseModel):
     backoff_max_s: float = Field(default=30.0, ge=0)
     retry_after_max_s: float = Field(default=120.0, ge=0, description="cap on a server's Retry-After")
     balance: Literal["least_loaded", "round_robin"] = "least_loaded"
+    transport: Literal["auto", "pyreqwest", "aiohttp"] = Field(default="auto", description=(
+        "HTTP client: pyreqwest (Rust, HTTP outside the GIL; ~3x fewer event-loop microseconds a request) or "
+        "aiohttp; auto: pyreqwest when installed, else aiohttp (synth/transport.py)"))
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="passed through in every request body (vLLM: guided_choice, top_k, ...)"
     )

@@ -408,8 +408,10 @@ def test_a_bad_body_cached_by_an_older_version_is_a_miss(tmp_path: Path) -> None
         assert len(srv.log) == 1
 
 
-def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path) -> None:
-    """A server that sends headers and then stops: the call fails after read_timeout_s, not timeout_s."""
+@pytest.mark.parametrize("transport", ["pyreqwest", "aiohttp"])
+def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, transport: str) -> None:
+    """A server that sends headers and then stops: the call fails after read_timeout_s, not timeout_s (pyreqwest
+    buffers the first body bytes with the headers, so the stall must not hide inside that wait)."""
     import asyncio
     import socket
     import threading
@@ -438,7 +440,7 @@ def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path) ->
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    profile = TeacherProfile(model="m", urls=[url], max_retries=0, timeout_s=25, read_timeout_s=0.5)
+    profile = TeacherProfile(model="m", urls=[url], max_retries=0, timeout_s=25, read_timeout_s=0.5, transport=transport)
 
     async def ask():
         async with TeacherClient(profile) as client:
@@ -452,7 +454,8 @@ def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path) ->
         listener.close()
 
 
-def test_oversized_teacher_response_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["pyreqwest", "aiohttp"])
+def test_oversized_teacher_response_is_refused(tmp_path: Path, transport: str) -> None:
     import asyncio
 
     from synth.client import TeacherClient, TeacherError
@@ -460,7 +463,8 @@ def test_oversized_teacher_response_is_refused(tmp_path: Path) -> None:
     from synth.testing import Reply, ScriptedServer
 
     with ScriptedServer(lambda req: Reply("x" * (3 << 20))) as srv:
-        profile = TeacherProfile(model="scripted", urls=[srv.url], max_retries=2, max_response_bytes=1 << 20)
+        profile = TeacherProfile(model="scripted", urls=[srv.url], max_retries=2, max_response_bytes=1 << 20,
+                                 transport=transport)
 
         async def ask():
             async with TeacherClient(profile) as client:

@@ -20,6 +20,12 @@ from synth.testing import Reply, ScriptedServer
 MSGS = [{"role": "user", "content": "Say hi"}]
 
 
+@pytest.fixture(params=["pyreqwest", "aiohttp"])
+def transport(request) -> str:
+    """Fault tests run on both HTTP transports (synth/transport.py): same retries, same reasons."""
+    return request.param
+
+
 def fast_profile(*urls: str, **kw) -> TeacherProfile:
     base = dict(model="scripted", urls=list(urls), max_retries=3, backoff_base_s=0.01, backoff_max_s=0.05,
                 timeout_s=5.0, max_concurrency=8)
@@ -82,9 +88,9 @@ def test_recipe_validation_checks_the_teacher():
         validate_recipe({**base, "teacher": {"model": "m", "timeout": 3}})
 
 
-def test_api_key_only_from_env_and_never_in_stats(scripted_server, monkeypatch):
+def test_api_key_only_from_env_and_never_in_stats(scripted_server, monkeypatch, transport):
     secret = "sk-test-0123456789abcdef"
-    p = fast_profile(scripted_server.url, api_key_env="MEDCURATE_TEST_KEY")
+    p = fast_profile(scripted_server.url, api_key_env="MEDCURATE_TEST_KEY", transport=transport)
     with pytest.raises(RecipeError, match="MEDCURATE_TEST_KEY"):
         chat(p)
     monkeypatch.setenv("MEDCURATE_TEST_KEY", secret)
@@ -97,73 +103,73 @@ def test_api_key_only_from_env_and_never_in_stats(scripted_server, monkeypatch):
 
 @pytest.mark.parametrize(("fault", "kind"), [("503", "http_503"), ("500", "http_500"), ("drop", "connection"),
                                              ("cut", "truncated_body"), ("badjson", "invalid_body")])
-def test_transient_faults_are_retried(scripted_server, fault, kind):
+def test_transient_faults_are_retried(scripted_server, fault, kind, transport):
     scripted_server.inject(fault, fault)
-    (res,), stats = chat(fast_profile(scripted_server.url))
+    (res,), stats = chat(fast_profile(scripted_server.url, transport=transport))
     assert not isinstance(res, Exception), res
     assert res.text.endswith("Answer: A")
     assert [e["fault"] for e in scripted_server.log] == [fault, fault, None]
     assert stats.retries == 2 and stats.requests == 3 and stats.failures == 0 and stats.errors == {kind: 2}
 
 
-def test_429_honours_retry_after(scripted_server):
+def test_429_honours_retry_after(scripted_server, transport):
     replies = iter([Reply(fault="429", retry_after="1")])
     scripted_server.responder = lambda req: next(replies, Reply("Answer: B"))
     t0 = time.monotonic()
-    (res,), stats = chat(fast_profile(scripted_server.url))
+    (res,), stats = chat(fast_profile(scripted_server.url, transport=transport))
     assert res.text == "Answer: B"
     gap = scripted_server.log[1]["t"] - scripted_server.log[0]["t"]
     assert gap >= 0.95, f"retried after {gap:.2f}s despite Retry-After: 1"
     assert time.monotonic() - t0 < 5 and stats.errors == {"http_429": 1}
 
 
-def test_hang_past_timeout_is_retried(scripted_server):
+def test_hang_past_timeout_is_retried(scripted_server, transport):
     scripted_server.inject("hang")
-    (res,), stats = chat(fast_profile(scripted_server.url, timeout_s=0.3))
+    (res,), stats = chat(fast_profile(scripted_server.url, timeout_s=0.3, transport=transport))
     assert res.text.endswith("Answer: A") and stats.errors == {"timeout": 1}
 
 
-def test_retries_exhausted_give_a_failure_record(scripted_server):
+def test_retries_exhausted_give_a_failure_record(scripted_server, transport):
     scripted_server.inject(*["503"] * 4)
-    (res,), stats = chat(fast_profile(scripted_server.url, max_retries=3))
+    (res,), stats = chat(fast_profile(scripted_server.url, max_retries=3, transport=transport))
     assert isinstance(res, TeacherError)
     assert res.attempts == 4 and "retries exhausted" in res.detail and "HTTP 503" in res.detail
     assert "127.0.0.1" in res.detail and stats.failures == 1
 
 
-def test_client_errors_are_not_retried(scripted_server):
+def test_client_errors_are_not_retried(scripted_server, transport):
     scripted_server.inject("400")
-    (res,), stats = chat(fast_profile(scripted_server.url))
+    (res,), stats = chat(fast_profile(scripted_server.url, transport=transport))
     assert isinstance(res, TeacherError) and res.attempts == 1 and "HTTP 400" in res.detail
     assert str(res).endswith(f"from http://127.0.0.1:{scripted_server.port} (after 1 attempt)")
     assert len(scripted_server.log) == 1
 
 
-def test_several_endpoints_share_load_and_cover_a_dead_one(scripted_server, second_server):
+def test_several_endpoints_share_load_and_cover_a_dead_one(scripted_server, second_server, transport):
     # 50 ms of generation each, so the 40 calls overlap and the least-loaded choice alternates (without it a
     # busy machine answered one server's calls first: 33/7)
     for srv in (scripted_server, second_server):
         srv.responder = lambda req: Reply("Answer: A", delay=0.05)
-    (*res,), stats = chat(fast_profile(scripted_server.url, second_server.url), n=40)
+    (*res,), stats = chat(fast_profile(scripted_server.url, second_server.url, transport=transport), n=40)
     assert all(not isinstance(r, Exception) for r in res)
     assert len(scripted_server.log) >= 10 and len(second_server.log) >= 10
     # one endpoint drops every connection: retries land on the other one
     second_server.responder = lambda req: Reply(fault="drop")
     scripted_server.reset()
     res, stats = chat(fast_profile(scripted_server.url, second_server.url, balance="round_robin",
-                                   max_retries=6), n=20)
+                                   max_retries=6, transport=transport), n=20)
     assert all(not isinstance(r, Exception) for r in res)
     assert len(scripted_server.completed_bodies()) == 20 and stats.errors.get("connection", 0) > 0
 
 
-def test_bounded_concurrency(scripted_server):
+def test_bounded_concurrency(scripted_server, transport):
     live = {"now": 0, "max": 0}
 
     def slow(req):
         return Reply("Answer: A", delay=0.05)
 
     scripted_server.responder = slow
-    p = fast_profile(scripted_server.url, max_concurrency=5)
+    p = fast_profile(scripted_server.url, max_concurrency=5, transport=transport)
 
     async def go():
         async with TeacherClient(p) as client:
@@ -182,6 +188,26 @@ def test_bounded_concurrency(scripted_server):
 
     asyncio.run(go())
     assert live["max"] == 5
+
+
+def test_auto_transport_is_pyreqwest_when_installed_else_aiohttp(scripted_server, monkeypatch):
+    import importlib.util
+
+    from synth import transport as tr
+
+    p = fast_profile(scripted_server.url)
+    assert p.transport == "auto" and tr.transport_name(p) == "pyreqwest"
+    assert tr.transport_name(fast_profile(scripted_server.url, transport="aiohttp")) == "aiohttp"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyreqwest" else real(name, *a))
+    assert tr.transport_name(p) == "aiohttp"
+
+    async def go():
+        async with TeacherClient(p) as client:
+            assert isinstance(client._transport, tr.AiohttpTransport)
+            return await client.chat(MSGS, {}, template="t@1")
+
+    assert asyncio.run(go()).text.endswith("Answer: A")  # the fallback really answers
 
 
 def test_vllm_options_pass_through(scripted_server):

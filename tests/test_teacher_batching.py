@@ -131,6 +131,44 @@ def test_prefetched_run_pays_only_misses_and_a_cached_bad_body_is_a_miss(tmp_pat
     assert second.kept.head(8)["cot"].to_list() == first.kept["cot"].to_list()
 
 
+def test_rows_are_prepared_in_chunks_and_requests_leave_before_the_last_chunk(tmp_path, scripted_server, medqa_rows,
+                                                                            monkeypatch):
+    """`map_rows` prepares (renders, keys, looks up) rows chunk by chunk as the workers reach them: with fewer
+    workers than rows, the first request leaves before the last chunk is prepared; every row is prepared once,
+    and the output is the same as with one chunk of all rows (on a half-cached frame, so prefetched hits are
+    served across chunks)."""
+    import shutil
+    import time
+
+    import synth.runner
+    from synth.steps.cot import Cot
+
+    frame = medqa_rows.head(60)
+    run("cot", frame.head(25), make_ctx(tmp_path / "warm", scripted_server.url))  # 25 of the 60 calls cached
+    prepared: list[tuple[float, int]] = []
+    real = Cot._prefetch
+
+    def spy(self, client, rows, base_seed):
+        prepared.append((time.monotonic(), len(rows)))
+        return real(self, client, rows, base_seed)
+
+    monkeypatch.setattr(Cot, "_prefetch", spy)
+    outs = {}
+    for chunk in (7, 1000):
+        monkeypatch.setattr(synth.runner, "PREPARE_ROWS", chunk)
+        work = tmp_path / f"chunk{chunk}"
+        work.mkdir()
+        shutil.copy(tmp_path / "warm" / "teacher-calls.sqlite", work / "teacher-calls.sqlite")
+        prepared.clear()
+        scripted_server.reset()
+        outs[chunk] = run("cot", frame, make_ctx(work, scripted_server.url), teacher={"max_concurrency": 4})
+        assert [n for _, n in prepared] == ([7] * 8 + [4] if chunk == 7 else [60])
+        assert len(scripted_server.log) == 35 and outs[chunk].stats["client"]["cache_hits"] == 25
+        if chunk == 7:  # rows 0-3 go to the 4 workers at once; the last chunk (rows 56-59) waits for its turn
+            assert scripted_server.log[0]["t"] < prepared[-1][0], "no request left before the last chunk was prepared"
+    assert outs[7].kept["cot"].to_list() == outs[1000].kept["cot"].to_list() and outs[7].kept.height == 60
+
+
 def test_client_gc_settings_are_restored(tmp_path: Path) -> None:
     before = gc.get_threshold()
     frozen = gc.get_freeze_count()

@@ -173,8 +173,8 @@ class Cot(Step):
         return out
 
     def _prefetch(self, client: TeacherClient, rows: list[dict[str, Any]], base_seed: int) -> None:
-        """Render every row's prompt and look up all first attempts in the cache in one batch (`prefetch`):
-        `_row` reuses the messages and keys, and no call pays a SELECT of its own."""
+        """Render the prompts of a chunk of rows and look up their first attempts in the cache in one batch
+        (`prefetch`): `_row` reuses the messages and keys, and no call pays a SELECT of its own."""
         keys = []
         for row in rows:
             template = COT_TEMPLATES.get(row["task"])
@@ -193,7 +193,7 @@ class Cot(Step):
 
         outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed), profile,
                                       cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed,
-                                      prepare=lambda c: self._prefetch(c, rows, base_seed))
+                                      prepare=lambda c, chunk: self._prefetch(c, chunk, base_seed))
 
         tagged = frame.with_columns(
             pl.Series("cot", [o.cot for o in outs], dtype=pl.Utf8),
