@@ -14,7 +14,7 @@ the numbers measure the client side. Six contenders send the same rendered messa
 - "bare pyreqwest + orjson": the same loop on pyreqwest (Rust reqwest/hyper, HTTP outside the GIL), the
   transport our client uses by default (synth/transport.py): the floor of our own transport, so the table
   also shows what our step costs over it;
-- "medcurate cot step (aiohttp transport)": ours with `transport: aiohttp`, the fallback (A/B of the transport).
+- "medcurate cot (aiohttp transp.)": ours with `transport: aiohttp`, the fallback (A/B of the transport).
 All run through `synth.client.run_sync` (uvloop when installed, the collector tuned by
 `synth.gc_tuning`), so none gets a faster loop. Each contender runs `--repeat` times per setting, interleaved; the table shows the median req/s with
 min and max, CPU ms per request (this process, all threads), the part of it on the event-loop thread

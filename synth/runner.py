@@ -23,7 +23,7 @@ from synth.rate import RateMeter, fmt_rate
 R = TypeVar("R")
 
 CACHE_ENV = "MEDCURATE_TEACHER_CACHE"
-#: rows per `prepare` call of `map_rows` (one cache `get_many` per chunk: 500 keys per SELECT)
+#: rows per `prepare` call of `map_rows` (one cache `get_many`, so one SELECT, per chunk)
 PREPARE_ROWS = 256
 
 
@@ -112,8 +112,9 @@ async def map_rows(
     """Run `work(client, row)` over all rows, `max_concurrency` rows at a time; results in input order.
 
     `prepare(client, chunk)` runs on consecutive `PREPARE_ROWS`-row chunks, each just before its first row is
-    taken, so the first requests leave after one chunk is prepared instead of all of them (issue 17: preparing
-    2,000 MedQA CoT rows up front kept the server idle for 40 of the run's ~450 ms)."""
+    taken: the first requests leave once the chunks of the first `max_concurrency` rows are prepared, and the
+    rest are prepared while replies come in (issue 17: preparing all 2,000 MedQA CoT rows up front kept the
+    server idle for about 40 ms of a ~450 ms run)."""
     results: list[Any] = [None] * len(rows)
     prepared = 0
     advance = ctx.start_progress(description, len(rows))
