@@ -124,7 +124,10 @@ class ReqwestTransport:
         p = self.profile
         body = None
         try:
-            async with self._client.post(url).body_bytes(data).streamed_read_buffer_limit(1).build_streamed() as resp:
+            # an empty read buffer: pyreqwest hands the response over at the headers, not once its buffer has
+            # filled (with any buffer a server that stalls after the headers was caught only by timeout_s)
+            request = self._client.post(url).body_bytes(data).streamed_read_buffer_limit(0)
+            async with request.build_streamed() as resp:
                 status, retry_after = resp.status, resp.get_header("retry-after")
                 length = resp.get_header("content-length")
                 size = int(length) if length and length.isdigit() else None
@@ -142,7 +145,7 @@ class ReqwestTransport:
                 raise _stalled(p.read_timeout_s) from None
             raise RetryableError("timeout", f"no answer within {p.timeout_s:g}s") from None
         except RequestError as err:
-            # the first body bytes are read with the headers, so a body cut short can fail before `resp` exists
+            # a body error (DecodeError) may surface while pyreqwest hands the response over, before `resp` exists
             if body is not None or isinstance(err, DecodeError):
                 raise RetryableError("truncated_body", f"truncated response body ({_cause(err)})") from None
             raise _connection(err, self.secrets) from None

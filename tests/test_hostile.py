@@ -408,10 +408,13 @@ def test_a_bad_body_cached_by_an_older_version_is_a_miss(tmp_path: Path) -> None
         assert len(srv.log) == 1
 
 
+@pytest.mark.parametrize("first_bytes", [b'{"ch', b""], ids=["part-of-the-body", "headers-only"])
 @pytest.mark.parametrize("transport", ["pyreqwest", "aiohttp"])
-def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, transport: str) -> None:
-    """A server that sends headers and then stops: the call fails after read_timeout_s, not timeout_s (pyreqwest
-    buffers the first body bytes with the headers, so the stall must not hide inside that wait)."""
+def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, transport: str, first_bytes: bytes) -> None:
+    """A server that sends headers (and maybe a few body bytes) and then stops: the call fails after
+    read_timeout_s, not timeout_s. pyreqwest, asked for a streamed response, waits for its read buffer to fill
+    before it hands the response over: with any buffer the headers-only stall hid inside that wait until
+    timeout_s, so the transport asks for an empty buffer (`streamed_read_buffer_limit(0)`)."""
     import asyncio
     import socket
     import threading
@@ -433,7 +436,7 @@ def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, tr
                 conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 conn.close()
                 continue
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n{\"ch")
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n" + first_bytes)
             stop.wait(30)
             conn.close()
 
