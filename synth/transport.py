@@ -8,10 +8,10 @@ off or stalled for `read_timeout_s`) and `TeacherError` (a body over `max_respon
 Two transports, chosen by the profile's `transport` (`auto`: pyreqwest when it imports, else aiohttp):
 - `pyreqwest` (`ReqwestTransport`): Rust's reqwest/hyper behind an asyncio facade; connections, HTTP parsing
   and TLS run in its own native thread, outside the GIL. On benchmarks/teacher_client.py (2 cores, MedQA CoT
-  calls to the zero-latency server in its own process, 512 in flight) a bare pyreqwest + orjson loop does
-  13,132 req/s (median of 5) with 40 us a request on the event-loop thread, a bare aiohttp + orjson loop
-  6,992 req/s with 143 us. Under the `cot` step (interleaved A/B, same process, 9 runs of 2,000 calls / 5 of
-  8,000): 4,721 vs 4,240 req/s (+11%) and 4,853 vs 4,488 (+8%); the event-loop thread 141 vs 221 us a call.
+  calls to the zero-latency server in its own process, 512 in flight, medians of 5) a bare pyreqwest + orjson
+  loop does 13,110 req/s with 36 us a request on the event-loop thread, a bare aiohttp + orjson loop 6,879
+  req/s with 144 us. The `cot` step on it: 4,481 vs 3,888 req/s on aiohttp (+15%), 146 vs 244 us a call on
+  the event-loop thread (an interleaved A/B in one process, 7 runs of 2,000 calls: 4,209 vs 3,953, +6%).
   The step gains less than its transport because on that machine it is then bound by the rest of each call
   (issue 17, per-thread CPU at 4,000 calls): the event-loop thread's own work (prompt, key, cache put,
   verification: ~95 us), the native thread (50-65 us, including its GIL hand-offs), the cache writer thread
