@@ -20,28 +20,17 @@ from pydantic import Field
 
 from curate.steps import BuildContext, Step, StepResult
 from synth.cache import CallCache, call_key
-from synth.client import Completion, TeacherClient, TeacherError
-from synth.parse import (
-    copied_fraction,
-    echo_measures,
-    find_answer,
-    norm,
-    open_matches,
-    parse_mcq,
-    parse_ynm,
-    words,
-)
+from synth.client import Choice, Completion, TeacherClient, TeacherError
+from synth.cot_verify import ROW_FIELDS, Verdict, gold_display, verify, verify_batch
+from synth.lane import Lane, LaneError, lane_for
 from synth.prompts import COT_TEMPLATES, fields
 from synth.runner import TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
 
 COT_REASONS = ("wrong_answer", "no_answer", "echo", "truncated", "teacher_error", "unsupported_task")
-
-
-@dataclass
-class Verdict:
-    cot: str | None
-    reason: str | None
-    detail: str | None
+__all__ = ["COT_REASONS", "Cot", "RowOutcome", "Verdict", "gold_display", "verify"]
+#: frames of at least this many rows decide replies in the helper process (`synth.lane`); below, the helper
+#: would hardly be up before the frame is done
+LANE_MIN_ROWS = 256
 
 
 @dataclass
@@ -53,60 +42,6 @@ class RowOutcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: int = 0
-
-
-def gold_display(row: dict[str, Any]) -> str:
-    return str(row["answer"]).strip().lower() if row["task"] == "yes_no_maybe" else str(row["answer"]).strip()
-
-
-def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new_words: int, max_copied: float) -> Verdict:
-    """Decide one teacher reply for one row. A kept CoT ends with a canonical `Answer: X` line.
-
-    Runs in the row's coroutine as each reply arrives. Issue 17c measured the alternatives on
-    benchmarks/teacher_client.py (2,000 real MedQA calls, 512 in flight, three interleaved runs each, loaded
-    2-core machine): sending each attempt as a wave and verifying the wave afterwards (same `verify`) gave the
-    same CPU per call (0.255-0.257 ms against 0.249-0.263 per reply) and a slightly slower cache replay
-    (0.072-0.075 against 0.065-0.071 ms), so the simpler per-reply loop stayed; the echo check as polars
-    expressions (NFKD, regex tokenising, explode, join, runs per row) cost about 100 us a reply against about
-    19 us for `words` + `echo_measures`. Issue 17d measured deciding each reply as soon as the client parsed
-    it (before the wait for its cache commit, while its bytes were in the CPU caches): slower, 86 -> 93 us
-    CPU a row for the step without HTTP (9 interleaved runs of 4,000 MedQA rows): the verifications of the
-    replies one commit releases run back to back, which keeps this code hot. Issue 17 (later) measured verifying
-    in a helper process (a ProcessPoolExecutor of one, items batched per loop turn): 4,191 -> 5,037 req/s, the
-    event-loop thread 160 -> 111 us a call (5 interleaved runs, pyreqwest transport); not kept yet because
-    multiprocessing's spawn and forkserver children re-run the parent's `__main__`, which breaks unguarded
-    user scripts: it needs a `python -m` worker with its own framing."""
-    if finish_reason == "length":
-        return Verdict(None, "truncated", "finish_reason=length")
-    found = find_answer(text)
-    if found is None:
-        return Verdict(None, "no_answer", "no `Answer:` line")
-    task, gold = row["task"], str(row["answer"]).strip()
-    if task == "mcq":
-        got = parse_mcq(found.text, row["options"] or [])
-        ok = got is not None and got.casefold() == gold.casefold()
-    elif task == "yes_no_maybe":
-        got = parse_ynm(found.text)
-        ok = got is not None and got == norm(gold)
-    else:
-        got = found.text
-        ok = open_matches(found.text, gold)
-    if got is None:
-        return Verdict(None, "no_answer", f"unparsable answer line {found.text[:60]!r}")
-    if not ok:
-        return Verdict(None, "wrong_answer", f"answered {str(got)[:60]!r}, gold {gold[:60]!r}")
-    body = text[: found.start].strip()
-    source = " ".join(
-        [row.get("question") or "", row.get("context") or ""] + [o["text"] for o in row.get("options") or []]
-    )
-    body_words, source_words = words(body), words(source)
-    new, copied = echo_measures(body_words, source_words, max_copied)  # copied None: at most max_copied
-    if new < min_new_words or (copied is not None and copied > max_copied):
-        if copied is None:
-            copied = copied_fraction(body_words, source_words)
-        return Verdict(None, "echo", f"{new} new words, {copied:.0%} copied from the question")
-    final = found.text if task == "open_qa" else gold_display(row)
-    return Verdict(f"{body}\n\nAnswer: {final}", None, None)
 
 
 class Cot(Step):
@@ -143,7 +78,7 @@ class Cot(Step):
                 "max_attempts": p.max_attempts, **({"extra_body": p.extra_body} if p.extra_body else {})}
 
     # -- apply ----------------------------------------------------------------------------------------
-    async def _row(self, client: TeacherClient, row: dict[str, Any], base_seed: int) -> RowOutcome:
+    async def _row(self, client: TeacherClient, row: dict[str, Any], base_seed: int, lane: Lane | None) -> RowOutcome:
         template = COT_TEMPLATES.get(row["task"])
         if template is None:
             return RowOutcome(None, 0, "unsupported_task", f"no CoT template for task {row['task']!r}")
@@ -164,17 +99,33 @@ class Cot(Step):
             out.prompt_tokens += comp.usage["prompt_tokens"]
             out.completion_tokens += comp.usage["completion_tokens"]
             out.cached += comp.cached
-            verdict = Verdict(None, "no_answer", "empty reply")
-            for choice in comp.choices:  # n > 1 (vLLM `n`): first acceptable sample wins
-                verdict = verify(row, choice.text, choice.finish_reason,
-                                 min_new_words=self.params.min_new_words, max_copied=self.params.max_copied)
-                if verdict.cot is not None:
-                    break
+            verdict = await self._decide(row, comp, lane)
             if verdict.cot is not None:
                 out.cot, out.reason, out.detail = verdict.cot, None, None
                 return out
             out.reason, out.detail = verdict.reason, f"{attempt} attempt(s); last: {verdict.detail}"
         return out
+
+    async def _decide(self, row: dict[str, Any], comp: Completion, lane: Lane | None) -> Verdict:
+        """The verdict on a reply: the first acceptable choice wins (n > 1: vLLM `n`)."""
+        verdict = Verdict(None, "no_answer", "empty reply")
+        for choice in comp.choices:
+            verdict = await self._verdict(row, choice, lane)
+            if verdict.cot is not None:
+                break
+        return verdict
+
+    async def _verdict(self, row: dict[str, Any], choice: Choice, lane: Lane | None) -> Verdict:
+        """`verify`, in the helper process while it is up (`synth.lane`), else (and for a batch the helper
+        fails) here: the same function either way (tests/test_lane.py)."""
+        p = self.params
+        if lane is not None and lane.ready:
+            item = (tuple(row[f] for f in ROW_FIELDS), choice.text, choice.finish_reason, p.min_new_words, p.max_copied)
+            try:
+                return Verdict(*await lane.submit(item))
+            except LaneError:
+                pass  # decided here below
+        return verify(row, choice.text, choice.finish_reason, min_new_words=p.min_new_words, max_copied=p.max_copied)
 
     def _prefetch(self, client: TeacherClient, rows: list[dict[str, Any]], base_seed: int) -> None:
         """Render the prompts of a chunk of rows and look up their first attempts in the cache in one batch
@@ -195,7 +146,8 @@ class Cot(Step):
         base_seed = self._base_seed(ctx)
         rows = frame.select("id", "task", "question", "context", "options", "answer").to_dicts()
 
-        outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed), profile,
+        lane = lane_for(verify_batch) if len(rows) >= LANE_MIN_ROWS else None
+        outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed, lane), profile,
                                       cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed,
                                       prepare=lambda c, chunk: self._prefetch(c, chunk, base_seed))
 

@@ -1,0 +1,230 @@
+"""A helper process for pure CPU work the teacher steps would otherwise do on the event-loop thread.
+
+With hundreds of calls in flight, a teacher step's throughput is bounded by the one thread that runs the
+event loop (it shares the GIL with the HTTP and cache-writer threads). Work that needs nothing but its inputs,
+such as deciding a `cot` reply (`synth.cot_verify.verify_batch`), can run in another process meanwhile: a
+`Lane` batches the items submitted in one turn of the loop into one call of a module-level function in one
+helper process, and resolves each item's future with its result.
+
+Issue 17 (benchmarks/teacher_client.py, 2,000 MedQA CoT calls at 512 in flight, 2 cores shared with the
+server): a first version (a one-process pool) took the event-loop thread from 160 to 111 us a call and the
+step from 4,191 to 5,037 req/s (+20%, 5 interleaved runs); this one gives 4,980-5,020 req/s against 4,481 in
+process (medians of 5, separate runs), 0.116-0.120 ms a call on the event-loop thread against 0.146, and
+cache replays at 15,646 rows/s against 14,286 (a burst of cached replies is cut into `BATCH_ITEMS` batches the
+helper works through while the loop goes on; one batch of the whole burst made both sides wait on each other:
+11,786). Batches of 16/32/64/128 items were within noise of each other on live calls (4,731-5,221 req/s).
+
+The helper is `python -m synth.lane MODULE:FUNCTION`, spoken to over its stdin/stdout with length-prefixed
+pickle frames, not a multiprocessing pool: spawn and forkserver children re-run the parent's `__main__`,
+which breaks (or re-runs) user scripts without an `if __name__ == "__main__"` guard, and fork is unsafe in a
+process with native thread pools (polars, the HTTP client). A writer thread sends the frames and a reader
+thread hands results back to the submitting loop, so the loop never blocks on the pipe.
+
+The lane never holds a step up: the helper starts in the background on first use (about 50 ms), and until it
+has answered once `ready` is False and callers do the work themselves; if it dies or fails a batch, the
+items of that batch fail with `LaneError` (callers redo them in-process: the functions are pure) and the lane
+stays off. One lane per function and process (`lane_for`), kept for the life of the process: a build pays
+the start-up once, not per step or per run; the helper exits when this process closes its stdin (at exit, or
+when this process dies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib
+import itertools
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+_HEADER = struct.Struct("<I")
+#: items per batch at most: a burst (512 cached replies decided in one turn of the loop) is cut into batches the
+#: helper works through while the loop goes on, instead of one batch that both sides wait on in turn
+BATCH_ITEMS = 64
+
+
+class LaneError(RuntimeError):
+    """The helper process failed a batch (it died, or the function raised): do the items in-process."""
+
+
+def _write_frame(out: BinaryIO, payload: bytes) -> None:
+    out.write(_HEADER.pack(len(payload)) + payload)
+    out.flush()
+
+
+def _read_frame(src: BinaryIO) -> bytes | None:
+    head = src.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(head)
+    payload = src.read(size)
+    return payload if len(payload) == size else None
+
+
+def _ref(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+class Lane:
+    """Calls `fn(items) -> results` (a module-level function, one result per item) in one helper process."""
+
+    def __init__(self, fn: Callable[[list[Any]], list[Any]]):
+        self.fn = fn
+        self.pid = os.getpid()  # a forked child inherits this object but not its threads: not ready there
+        self._proc = subprocess.Popen([sys.executable, "-m", "synth.lane", _ref(fn)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE)
+        self._ids = itertools.count()
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]]] = {}
+        self._lock = threading.Lock()  # `_pending` and `_broken` change together
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._broken = False
+        self._items: list[Any] = []
+        self._futures: list[asyncio.Future[Any]] = []
+        self.batches = 0  # batches sent to the helper
+        self._outbox.put(pickle.dumps((-1, []), protocol=pickle.HIGHEST_PROTOCOL))  # handshake: sets `ready`
+        threading.Thread(target=self._send, name="lane-writer", daemon=True).start()
+        threading.Thread(target=self._receive, name="lane-reader", daemon=True).start()
+
+    @property
+    def ready(self) -> bool:
+        """True once the helper has answered and while it is alive."""
+        return self._ready.is_set() and not self._broken and os.getpid() == self.pid
+
+    def submit(self, item: Any) -> asyncio.Future[Any]:
+        """`fn([item])[0]`, computed in the helper with the other items submitted in this turn of the loop."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if not self._items:
+            loop.call_soon(self._flush, loop)
+        self._items.append(item)
+        self._futures.append(fut)
+        if len(self._items) >= BATCH_ITEMS:  # the helper starts on this batch while the loop fills the next
+            self._flush(loop)
+        return fut
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        items, futures = self._items, self._futures
+        if not items:  # flushed already, when the batch filled up
+            return
+        self._items, self._futures = [], []
+        batch = next(self._ids)
+        with self._lock:
+            if not self._broken:
+                self._pending[batch] = (loop, futures)
+        if self._broken and batch not in self._pending:
+            _fail(futures, "the helper process is gone")
+            return
+        self.batches += 1
+        self._outbox.put(pickle.dumps((batch, items), protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _send(self) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        try:
+            while (payload := self._outbox.get()) is not None:
+                _write_frame(stdin, payload)
+        except OSError:
+            self._break("the helper process stopped reading")
+        finally:
+            with contextlib.suppress(OSError):
+                stdin.close()
+
+    def _receive(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        while (payload := _read_frame(stdout)) is not None:
+            batch, ok, results = pickle.loads(payload)
+            if batch == -1:
+                self._ready.set()
+                continue
+            with self._lock:
+                loop, futures = self._pending.pop(batch)
+            if not ok:
+                self._break(f"the helper raised {results}")
+                _call_in(loop, _fail, futures, f"the helper raised {results}")
+                continue
+            _call_in(loop, _settle, futures, results)
+        self._break("the helper process exited")
+
+    def _break(self, why: str) -> None:
+        with self._lock:
+            self._broken = True
+            pending, self._pending = self._pending, {}
+        for loop, futures in pending.values():
+            _call_in(loop, _fail, futures, why)
+
+    def close(self) -> None:
+        """Stop the helper: it exits when its stdin closes (killed after 5 s if it does not)."""
+        self._broken = True
+        self._outbox.put(None)
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+
+
+def _call_in(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits for these futures any more
+        loop.call_soon_threadsafe(fn, *args)
+
+
+def _settle(futures: list[asyncio.Future[Any]], results: list[Any]) -> None:
+    for fut, result in zip(futures, results, strict=True):
+        if not fut.done():
+            fut.set_result(result)
+
+
+def _fail(futures: list[asyncio.Future[Any]], why: str) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_exception(LaneError(why))
+
+
+_LANES: dict[str, Lane] = {}
+_LOCK = threading.Lock()
+
+
+def lane_for(fn: Callable[[list[Any]], list[Any]]) -> Lane:
+    """This process's lane for `fn`, started on first use (in the background) and kept until exit; a lane
+    whose helper died stays off (`ready` False) rather than being restarted step after step."""
+    with _LOCK:
+        lane = _LANES.get(_ref(fn))
+        if lane is None or lane.pid != os.getpid():
+            lane = _LANES[_ref(fn)] = Lane(fn)
+        return lane
+
+
+@atexit.register
+def _close_lanes() -> None:
+    for lane in _LANES.values():
+        if lane.pid == os.getpid():
+            lane.close()
+
+
+def main(ref: str) -> None:
+    """The helper: `fn(items)` for every frame read on stdin, `(batch, ok, results)` frames on stdout."""
+    module, _, name = ref.partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    src = os.fdopen(os.dup(0), "rb")
+    out = os.fdopen(os.dup(1), "wb")
+    sys.stdout = sys.stderr  # nothing the function prints may land in the frames
+    while (payload := _read_frame(src)) is not None:
+        batch, items = pickle.loads(payload)
+        try:
+            reply = (batch, True, fn(items))
+        except Exception as err:  # noqa: BLE001 - reported to the parent, which redoes the batch in-process
+            reply = (batch, False, repr(err)[:500])
+        _write_frame(out, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
