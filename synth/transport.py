@@ -15,7 +15,7 @@ Two transports, chosen by the profile's `transport` (`auto`: pyreqwest when it i
   The step gains less than its transport because on that machine it is then bound by the rest of each call
   (issue 17, per-thread CPU at 4,000 calls): the event-loop thread's own work (prompt, key, cache put,
   verification: ~95 us), the native thread (50-65 us, including its GIL hand-offs), the cache writer thread
-  (39-51 us) and the server's ~60 us, on 2 cores.
+  (39-51 us) and the server's ~60 us, on 2 cores. Verification then moved to a helper process (synth/lane.py).
 - `aiohttp` (`AiohttpTransport`): pure-asyncio, for platforms without a pyreqwest wheel or users who need
   aiohttp's behaviour; the same faults, the same reasons (tests run the fault suite on both).
 
