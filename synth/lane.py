@@ -87,8 +87,8 @@ class Lane:
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._broken = False
-        self._items: list[Any] = []
-        self._futures: list[asyncio.Future[Any]] = []
+        # the batch each event loop is filling (a process may run loops in several threads: run_sync)
+        self._open: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[asyncio.Future[Any]]]] = {}
         self.batches = 0  # batches sent to the helper
         self._outbox.put(pickle.dumps((-1, []), protocol=pickle.HIGHEST_PROTOCOL))  # handshake: sets `ready`
         threading.Thread(target=self._send, name="lane-writer", daemon=True).start()
@@ -103,24 +103,27 @@ class Lane:
         """`fn([item])[0]`, computed in the helper with the other items submitted in this turn of the loop."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        if not self._items:
+        batch = self._open.get(loop)
+        if batch is None:
+            batch = self._open[loop] = ([], [])
             loop.call_soon(self._flush, loop)
-        self._items.append(item)
-        self._futures.append(fut)
-        if len(self._items) >= BATCH_ITEMS:  # the helper starts on this batch while the loop fills the next
+        batch[0].append(item)
+        batch[1].append(fut)
+        if len(batch[0]) >= BATCH_ITEMS:  # the helper starts on this batch while the loop fills the next
             self._flush(loop)
         return fut
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        items, futures = self._items, self._futures
-        if not items:  # flushed already, when the batch filled up
+        open_batch = self._open.pop(loop, None)
+        if open_batch is None:  # flushed already, when it filled up
             return
-        self._items, self._futures = [], []
+        items, futures = open_batch
         batch = next(self._ids)
         with self._lock:
-            if not self._broken:
+            sent = not self._broken
+            if sent:
                 self._pending[batch] = (loop, futures)
-        if self._broken and batch not in self._pending:
+        if not sent:
             _fail(futures, "the helper process is gone")
             return
         self.batches += 1

@@ -55,6 +55,48 @@ def test_helper_verdicts_equal_in_process_ones(medqa_rows: pl.DataFrame) -> None
     assert {reason for _, reason, _ in got} == {None, "wrong_answer", "echo", "no_answer", "truncated"}
 
 
+def test_loops_in_two_threads_share_the_lane_without_mixing_batches(medqa_rows: pl.DataFrame, monkeypatch) -> None:
+    """`run_sync` runs a loop in a thread of its own when the caller already runs one: each batch holds the
+    futures of one loop and is settled in that loop's thread (futures are not thread-safe)."""
+    import threading
+
+    import synth.lane
+
+    foreign: list[int] = []
+    real_settle = synth.lane._settle
+
+    def settle(futures, results):
+        here = asyncio.get_running_loop()
+        foreign.extend(1 for f in futures if f.get_loop() is not here)
+        real_settle(futures, results)
+
+    monkeypatch.setattr(synth.lane, "_settle", settle)
+
+    items = _items(medqa_rows)  # 300 items
+    lane = _ready(lane_for(verify_batch))
+    got: dict[int, list] = {}
+    start = threading.Barrier(2)
+
+    def in_thread(k: int) -> None:
+        async def go() -> list:
+            start.wait()
+            futures = []
+            for item in items:  # submit and yield, so both loops fill batches at the same time
+                futures.append(lane.submit(item))
+                await asyncio.sleep(0)
+            return await asyncio.wait_for(asyncio.gather(*futures), 20)
+
+        got[k] = asyncio.run(go())
+
+    threads = [threading.Thread(target=in_thread, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert got[0] == got[1] == verify_batch(items)
+    assert foreign == []
+
+
 def test_cot_output_is_the_same_with_and_without_the_helper(tmp_path: Path, scripted_server, medqa_rows, monkeypatch):
     import synth.steps.cot as cot
 
