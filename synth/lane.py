@@ -150,7 +150,10 @@ class Lane:
                 self._ready.set()
                 continue
             with self._lock:
-                loop, futures = self._pending.pop(batch)
+                waiting = self._pending.pop(batch, None)
+            if waiting is None:  # failed already (the lane broke while the helper worked on it)
+                continue
+            loop, futures = waiting
             if not ok:
                 self._break(f"the helper raised {results}")
                 _call_in(loop, _fail, futures, f"the helper raised {results}")
