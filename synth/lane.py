@@ -77,7 +77,6 @@ class Lane:
     """Calls `fn(items) -> results` (a module-level function, one result per item) in one helper process."""
 
     def __init__(self, fn: Callable[[list[Any]], list[Any]]):
-        self.fn = fn
         self.pid = os.getpid()  # a forked child inherits this object but not its threads: not ready there
         self._proc = subprocess.Popen([sys.executable, "-m", "synth.lane", _ref(fn)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE)

@@ -105,9 +105,11 @@ class ReqwestTransport:
     """pyreqwest: one client (connection pool of `max_concurrency`), streamed responses read chunk by chunk."""
 
     def __init__(self, profile: TeacherProfile, headers: dict[str, str], secrets: tuple[str, ...]):
+        from pyreqwest import exceptions
         from pyreqwest.client import ClientBuilder
 
         self.profile, self.secrets = profile, secrets
+        self._errors = exceptions  # imported once here, not on every call: pyreqwest is optional (`auto`)
         self._client = (
             ClientBuilder()
             .max_connections(profile.max_concurrency)
@@ -119,9 +121,7 @@ class ReqwestTransport:
         )
 
     async def post(self, url: str, data: bytes) -> Answer:
-        from pyreqwest.exceptions import DecodeError, RequestError, RequestTimeoutError
-
-        p = self.profile
+        p, errors = self.profile, self._errors
         body = None
         try:
             # an empty read buffer: pyreqwest hands the response over at the headers, not once its buffer has
@@ -141,12 +141,12 @@ class ReqwestTransport:
                         body.add(chunk.to_bytes())
                         idle.reschedule(loop.time() + p.read_timeout_s)
         except TimeoutError as err:
-            if body is not None and not isinstance(err, RequestTimeoutError):
+            if body is not None and not isinstance(err, errors.RequestTimeoutError):
                 raise _stalled(p.read_timeout_s) from None
             raise RetryableError("timeout", f"no answer within {p.timeout_s:g}s") from None
-        except RequestError as err:
+        except errors.RequestError as err:
             # a body error (DecodeError) may surface while pyreqwest hands the response over, before `resp` exists
-            if body is not None or isinstance(err, DecodeError):
+            if body is not None or isinstance(err, errors.DecodeError):
                 raise RetryableError("truncated_body", f"truncated response body ({_cause(err)})") from None
             raise _connection(err, self.secrets) from None
         except OSError as err:
