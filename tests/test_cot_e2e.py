@@ -135,8 +135,10 @@ def test_killed_build_resumes_without_paying_twice(tmp_path, data_dir):
         with sqlite3.connect(db) as conn:
             committed = {canon(orjson.loads(r[0])) for r in conn.execute("SELECT request FROM calls")}
         assert not (tmp_path / "killed" / "builds" / "medqa-cot" / "LATEST").exists()
+        # the server counts a call done when it has sent the reply; the client commits it a moment later,
+        # so up to max_concurrency (4) of the 25 may be lost: >= 21 committed proves the re-run reuses them
         assert committed <= set(run1) and len(set(run1) - committed) <= 4, "at most the in-flight calls are lost"
-        assert 25 <= len(committed) < 150
+        assert 21 <= len(committed) < 150
 
         # 2. re-run: no committed call is sent again
         srv.reset()
