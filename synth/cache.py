@@ -98,6 +98,9 @@ _INSERT = "INSERT OR REPLACE INTO calls (key, model, template, request, response
 _ROW_PARAMS = "(?,?,?,?,?,?)"
 #: rows per INSERT statement: 6 parameters a row within sqlite's oldest default limit of 999 parameters
 ROWS_PER_INSERT = 150
+#: group commit under load: once a commit held at least LINGER_AFTER calls, the writer waits up to LINGER_S
+#: (or until LINGER_ROWS calls are queued) before it takes the next batch; one call at a time never waits
+LINGER_AFTER, LINGER_S, LINGER_ROWS = 8, 0.005, 256
 
 
 def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -111,6 +114,18 @@ def _insert_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     for i in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[i : i + ROWS_PER_INSERT]
         conn.execute(_INSERT + ",".join([_ROW_PARAMS] * len(chunk)), [v for row in chunk for v in row])
+
+
+def _commit_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Commit `rows` at once: a single multi-row INSERT (up to `ROWS_PER_INSERT` rows) is atomic by itself in
+    autocommit mode, so it runs without BEGIN/COMMIT (one statement, one release of the GIL, instead of three);
+    more rows take one explicit transaction."""
+    if len(rows) <= ROWS_PER_INSERT:
+        _insert_rows(conn, rows)
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    _insert_rows(conn, rows)
+    conn.execute("COMMIT")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -206,12 +221,22 @@ class CallCache:
                 self._writer.start()
             self._pending[key] = response
             self._queue.append((key, model, template, request, response_raw or response, time.time(), done))
-            if len(self._queue) == 1:  # wake the writer only when it may be idle: no GIL ping-pong per call
+            if len(self._queue) in (1, LINGER_ROWS):  # wake the writer only when it may be idle or lingers
                 self._wake.notify()
         return done
 
+    def _linger(self) -> None:
+        """(Holding `_wake`.) Wait up to `LINGER_S` for `LINGER_ROWS` queued calls, or until close."""
+        deadline = time.monotonic() + LINGER_S
+        while len(self._queue) < LINGER_ROWS and not self._closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+
     def _write_loop(self) -> None:
         conn = _connect(self.path)
+        batch: list[tuple[Any, ...]] = []
         try:
             while True:
                 with self._wake:
@@ -219,14 +244,14 @@ class CallCache:
                         self._wake.wait()
                     if not self._queue:
                         return
+                    if len(batch) >= LINGER_AFTER:  # under load: let the next commit gather more calls
+                        self._linger()
                     batch = list(self._queue)
                     self._queue.clear()
                 rows = [(k, m, t, orjson.dumps(audit_request(req)), resp if isinstance(resp, bytes) else orjson.dumps(resp), ts)
                         for k, m, t, req, resp, ts, _ in batch]
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    _insert_rows(conn, rows)
-                    conn.execute("COMMIT")
+                    _commit_rows(conn, rows)
                 except BaseException as err:
                     _settle([done for *_, done in batch], err)
                     raise

@@ -187,8 +187,10 @@ def _retry_after(value: str | None) -> float | None:
 class TeacherClient:
     """Use as `async with TeacherClient(profile, cache) as client: await client.chat(...)`."""
 
-    def __init__(self, profile: TeacherProfile, cache: CallCache | None = None, *, seed: int | None = None):
+    def __init__(self, profile: TeacherProfile, cache: CallCache | None = None, *, seed: int | None = None,
+                 expected_calls: int = 0):
         self.profile = profile
+        self.expected_calls = expected_calls  # a hint for the transport (`open_transport`)
         self.cache = cache
         self.stats = ClientStats()
         self._rng = random.Random(seed)
@@ -207,7 +209,7 @@ class TeacherClient:
             self._headers["Authorization"] = f"Bearer {key}"
 
     async def __aenter__(self) -> TeacherClient:
-        self._transport = open_transport(self.profile, self._headers, self._secrets)
+        self._transport = open_transport(self.profile, self._headers, self._secrets, self.expected_calls)
         self._sem = asyncio.Semaphore(self.profile.max_concurrency)
         self.stats = ClientStats()
         return self

@@ -44,6 +44,9 @@ class TeacherProfile(BaseModel):
     transport: Literal["auto", "pyreqwest", "aiohttp"] = Field(default="auto", description=(
         "HTTP client: pyreqwest (Rust, HTTP outside the GIL; ~3x fewer event-loop microseconds a request) or "
         "aiohttp; auto: pyreqwest when installed, else aiohttp (synth/transport.py)"))
+    transport_process: Literal["auto", "always", "never"] = Field(default="auto", description=(
+        "run the HTTP transport in a helper process, so the event-loop thread does no HTTP work "
+        "(synth/transport_helper.py): auto for clients that expect at least 256 calls, always, or never"))
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="passed through in every request body (vLLM: guided_choice, top_k, ...)"
     )

@@ -55,12 +55,14 @@ class LaneError(RuntimeError):
     """The helper process failed a batch (it died, or the function raised): do the items in-process."""
 
 
-def _write_frame(out: BinaryIO, payload: bytes) -> None:
+def write_frame(out: BinaryIO, payload: bytes) -> None:
+    """One length-prefixed frame (the helper processes' wire format: synth.lane, synth.transport_helper)."""
     out.write(_HEADER.pack(len(payload)) + payload)
     out.flush()
 
 
-def _read_frame(src: BinaryIO) -> bytes | None:
+def read_frame(src: BinaryIO) -> bytes | None:
+    """The next frame, or None at the end of the stream (or a frame cut short by a dead writer)."""
     head = src.read(_HEADER.size)
     if len(head) < _HEADER.size:
         return None
@@ -83,13 +85,14 @@ class Lane:
         self._ids = itertools.count()
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]]] = {}
         self._lock = threading.Lock()  # `_pending` and `_broken` change together
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # batches to send, pickled by the writer thread (off the event-loop thread: ~5 us an item of a MedQA row)
+        self._outbox: queue.SimpleQueue[tuple[int, list[Any]] | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._broken = False
         # the batch each event loop is filling (a process may run loops in several threads: run_sync)
         self._open: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[asyncio.Future[Any]]]] = {}
         self.batches = 0  # batches sent to the helper
-        self._outbox.put(pickle.dumps((-1, []), protocol=pickle.HIGHEST_PROTOCOL))  # handshake: sets `ready`
+        self._outbox.put((-1, []))  # handshake: sets `ready`
         threading.Thread(target=self._send, name="lane-writer", daemon=True).start()
         threading.Thread(target=self._receive, name="lane-reader", daemon=True).start()
 
@@ -126,14 +129,19 @@ class Lane:
             _fail(futures, "the helper process is gone")
             return
         self.batches += 1
-        self._outbox.put(pickle.dumps((batch, items), protocol=pickle.HIGHEST_PROTOCOL))
+        self._outbox.put((batch, items))
 
     def _send(self) -> None:
         stdin = self._proc.stdin
         assert stdin is not None
         try:
-            while (payload := self._outbox.get()) is not None:
-                _write_frame(stdin, payload)
+            while (message := self._outbox.get()) is not None:
+                try:
+                    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as err:  # noqa: BLE001 - an item that does not pickle: that batch is done in-process
+                    self._drop(message[0], f"the batch could not be sent ({err!r:.200})")
+                    continue
+                write_frame(stdin, payload)
         except OSError:
             self._break("the helper process stopped reading")
         finally:
@@ -143,7 +151,7 @@ class Lane:
     def _receive(self) -> None:
         stdout = self._proc.stdout
         assert stdout is not None
-        while (payload := _read_frame(stdout)) is not None:
+        while (payload := read_frame(stdout)) is not None:
             batch, ok, results = pickle.loads(payload)
             if batch == -1:
                 self._ready.set()
@@ -159,6 +167,12 @@ class Lane:
                 continue
             _call_in(loop, _settle, futures, results)
         self._break("the helper process exited")
+
+    def _drop(self, batch: int, why: str) -> None:
+        with self._lock:
+            waiting = self._pending.pop(batch, None)
+        if waiting is not None:
+            _call_in(waiting[0], _fail, waiting[1], why)
 
     def _break(self, why: str) -> None:
         with self._lock:
@@ -222,13 +236,13 @@ def main(ref: str) -> None:
     src = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
     sys.stdout = sys.stderr  # nothing the function prints may land in the frames
-    while (payload := _read_frame(src)) is not None:
+    while (payload := read_frame(src)) is not None:
         batch, items = pickle.loads(payload)
         try:
             reply = (batch, True, fn(items))
         except Exception as err:  # noqa: BLE001 - reported to the parent, which redoes the batch in-process
             reply = (batch, False, repr(err)[:500])
-        _write_frame(out, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        write_frame(out, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 if __name__ == "__main__":

@@ -180,11 +180,12 @@ def _takes_fields(advance: Callable[..., None]) -> bool:
 
 
 async def with_client(
-    profile: TeacherProfile, cache_file: Path, body: Callable[[TeacherClient], Awaitable[R]], seed: int = 0
+    profile: TeacherProfile, cache_file: Path, body: Callable[[TeacherClient], Awaitable[R]], seed: int = 0,
+    expected_calls: int = 0,
 ) -> R:
     cache = CallCache(cache_file)
     try:
-        async with TeacherClient(profile, cache, seed=seed) as client:
+        async with TeacherClient(profile, cache, seed=seed, expected_calls=expected_calls) as client:
             return await body(client)
     finally:
         cache.close()
@@ -214,5 +215,5 @@ def run_rows(
         outs = await map_rows(rows, row_fn, client, ctx, label, log_every_s, prepare)
         return outs, client.stats.as_dict()
 
-    return run_sync(lambda: with_client(profile, cache_file, body, seed))
+    return run_sync(lambda: with_client(profile, cache_file, body, seed, expected_calls=len(rows)))
 

@@ -15,9 +15,14 @@ Two transports, chosen by the profile's `transport` (`auto`: pyreqwest when it i
   The step gains less than its transport because on that machine it is then bound by the rest of each call
   (issue 17, per-thread CPU at 4,000 calls): the event-loop thread's own work (prompt, key, cache put,
   verification: ~95 us), the native thread (50-65 us, including its GIL hand-offs), the cache writer thread
-  (39-51 us) and the server's ~60 us, on 2 cores. Verification then moved to a helper process (synth/lane.py).
+  (39-51 us) and the server's ~60 us, on 2 cores. Verification then moved to a helper process (synth/lane.py),
+  and for clients of many calls the transport itself (synth/transport_helper.py, `transport_process`).
 - `aiohttp` (`AiohttpTransport`): pure-asyncio, for platforms without a pyreqwest wheel or users who need
   aiohttp's behaviour; the same faults, the same reasons (tests run the fault suite on both).
+
+A cancelled call: aiohttp closes its connection; pyreqwest 0.15 lets the request run on (its connection and its
+`max_connections` slot stay taken until the request ends or `timeout_s`), which matters only for a client
+that cancels calls and goes on (tests/test_transport_helper.py).
 
 Both read the body after the headers with an idle timeout (`read_timeout_s` between two reads; the wait
 for the headers is bounded by `timeout_s` only, so long non-streamed generations are never cut) and stop
@@ -57,8 +62,21 @@ def transport_name(profile: TeacherProfile) -> str:
     return "pyreqwest" if importlib.util.find_spec("pyreqwest") is not None else "aiohttp"
 
 
-def open_transport(profile: TeacherProfile, headers: dict[str, str], secrets: tuple[str, ...]) -> Transport:
-    """The profile's transport, ready to post (call from inside the running event loop)."""
+def open_transport(profile: TeacherProfile, headers: dict[str, str], secrets: tuple[str, ...],
+                   expected_calls: int = 0) -> Transport:
+    """The profile's transport, ready to post (call from inside the running event loop): in the HTTP helper
+    process (`synth.transport_helper`) when `transport_process` asks for it (`auto`: for a client that expects
+    at least `HELPER_MIN_CALLS` calls), else in this process."""
+    from synth import transport_helper  # it builds on this module
+
+    mode = profile.transport_process
+    if mode == "always" or (mode == "auto" and expected_calls >= transport_helper.HELPER_MIN_CALLS):
+        return transport_helper.HelperTransport(profile, headers, secrets, wait=mode == "always")
+    return inline_transport(profile, headers, secrets)
+
+
+def inline_transport(profile: TeacherProfile, headers: dict[str, str], secrets: tuple[str, ...]) -> Transport:
+    """The profile's transport in this process (pyreqwest or aiohttp: `transport_name`)."""
     name = transport_name(profile)
     if name == "pyreqwest":
         return ReqwestTransport(profile, headers, secrets)

@@ -18,6 +18,7 @@ from curate import registry
 from curate.errors import MedcurateError
 from curate.registry.base import IntegrityError
 from curate.registry.local import LocalRegistry
+from tests.test_teacher import TRANSPORTS
 
 REPO = "acme/medqa-sft"
 B1, B2, B3 = "20260101-000000-00000001", "20260102-000000-00000002", "20260103-000000-00000003"
@@ -409,7 +410,7 @@ def test_a_bad_body_cached_by_an_older_version_is_a_miss(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("first_bytes", [b'{"ch', b""], ids=["part-of-the-body", "headers-only"])
-@pytest.mark.parametrize("transport", ["pyreqwest", "aiohttp"])
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, transport: str, first_bytes: bytes) -> None:
     """A server that sends headers (and maybe a few body bytes) and then stops: the call fails after
     read_timeout_s, not timeout_s. pyreqwest, asked for a streamed response, waits for its read buffer to fill
@@ -443,7 +444,8 @@ def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, tr
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    profile = TeacherProfile(model="m", urls=[url], max_retries=0, timeout_s=25, read_timeout_s=0.5, transport=transport)
+    profile = TeacherProfile(model="m", urls=[url], max_retries=0, timeout_s=25, read_timeout_s=0.5,
+                             **TRANSPORTS[transport])
 
     async def ask():
         async with TeacherClient(profile) as client:
@@ -457,7 +459,7 @@ def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, tr
         listener.close()
 
 
-@pytest.mark.parametrize("transport", ["pyreqwest", "aiohttp"])
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_oversized_teacher_response_is_refused(tmp_path: Path, transport: str) -> None:
     import asyncio
 
@@ -467,7 +469,7 @@ def test_oversized_teacher_response_is_refused(tmp_path: Path, transport: str) -
 
     with ScriptedServer(lambda req: Reply("x" * (3 << 20))) as srv:
         profile = TeacherProfile(model="scripted", urls=[srv.url], max_retries=2, max_response_bytes=1 << 20,
-                                 transport=transport)
+                                 **TRANSPORTS[transport])
 
         async def ask():
             async with TeacherClient(profile) as client:

@@ -20,10 +20,18 @@ from synth.testing import Reply, ScriptedServer
 MSGS = [{"role": "user", "content": "Say hi"}]
 
 
-@pytest.fixture(params=["pyreqwest", "aiohttp"])
-def transport(request) -> str:
-    """Fault tests run on both HTTP transports (synth/transport.py): same retries, same reasons."""
-    return request.param
+#: the HTTP transports a profile can get: in this process (synth/transport.py) or in the helper process
+#: (synth/transport_helper.py, which runs the default one there); tests/test_hostile.py uses them too
+TRANSPORTS = {"pyreqwest": {"transport": "pyreqwest", "transport_process": "never"},
+              "aiohttp": {"transport": "aiohttp", "transport_process": "never"},
+              "helper": {"transport_process": "always"}}
+
+
+@pytest.fixture(params=list(TRANSPORTS))
+def transport(request) -> dict:
+    """Fault tests run on both HTTP transports in this process (synth/transport.py) and in the HTTP helper
+    process (synth/transport_helper.py): same retries, same reasons."""
+    return TRANSPORTS[request.param]
 
 
 def fast_profile(*urls: str, **kw) -> TeacherProfile:
@@ -90,7 +98,7 @@ def test_recipe_validation_checks_the_teacher():
 
 def test_api_key_only_from_env_and_never_in_stats(scripted_server, monkeypatch, transport):
     secret = "sk-test-0123456789abcdef"
-    p = fast_profile(scripted_server.url, api_key_env="MEDCURATE_TEST_KEY", transport=transport)
+    p = fast_profile(scripted_server.url, api_key_env="MEDCURATE_TEST_KEY", **transport)
     with pytest.raises(RecipeError, match="MEDCURATE_TEST_KEY"):
         chat(p)
     monkeypatch.setenv("MEDCURATE_TEST_KEY", secret)
@@ -105,7 +113,7 @@ def test_api_key_only_from_env_and_never_in_stats(scripted_server, monkeypatch, 
                                              ("cut", "truncated_body"), ("badjson", "invalid_body")])
 def test_transient_faults_are_retried(scripted_server, fault, kind, transport):
     scripted_server.inject(fault, fault)
-    (res,), stats = chat(fast_profile(scripted_server.url, transport=transport))
+    (res,), stats = chat(fast_profile(scripted_server.url, **transport))
     assert not isinstance(res, Exception), res
     assert res.text.endswith("Answer: A")
     assert [e["fault"] for e in scripted_server.log] == [fault, fault, None]
@@ -116,7 +124,7 @@ def test_429_honours_retry_after(scripted_server, transport):
     replies = iter([Reply(fault="429", retry_after="1")])
     scripted_server.responder = lambda req: next(replies, Reply("Answer: B"))
     t0 = time.monotonic()
-    (res,), stats = chat(fast_profile(scripted_server.url, transport=transport))
+    (res,), stats = chat(fast_profile(scripted_server.url, **transport))
     assert res.text == "Answer: B"
     gap = scripted_server.log[1]["t"] - scripted_server.log[0]["t"]
     assert gap >= 0.95, f"retried after {gap:.2f}s despite Retry-After: 1"
@@ -125,13 +133,13 @@ def test_429_honours_retry_after(scripted_server, transport):
 
 def test_hang_past_timeout_is_retried(scripted_server, transport):
     scripted_server.inject("hang")
-    (res,), stats = chat(fast_profile(scripted_server.url, timeout_s=0.3, transport=transport))
+    (res,), stats = chat(fast_profile(scripted_server.url, timeout_s=0.3, **transport))
     assert res.text.endswith("Answer: A") and stats.errors == {"timeout": 1}
 
 
 def test_retries_exhausted_give_a_failure_record(scripted_server, transport):
     scripted_server.inject(*["503"] * 4)
-    (res,), stats = chat(fast_profile(scripted_server.url, max_retries=3, transport=transport))
+    (res,), stats = chat(fast_profile(scripted_server.url, max_retries=3, **transport))
     assert isinstance(res, TeacherError)
     assert res.attempts == 4 and "retries exhausted" in res.detail and "HTTP 503" in res.detail
     assert "127.0.0.1" in res.detail and stats.failures == 1
@@ -139,7 +147,7 @@ def test_retries_exhausted_give_a_failure_record(scripted_server, transport):
 
 def test_client_errors_are_not_retried(scripted_server, transport):
     scripted_server.inject("400")
-    (res,), stats = chat(fast_profile(scripted_server.url, transport=transport))
+    (res,), stats = chat(fast_profile(scripted_server.url, **transport))
     assert isinstance(res, TeacherError) and res.attempts == 1 and "HTTP 400" in res.detail
     assert str(res).endswith(f"from http://127.0.0.1:{scripted_server.port} (after 1 attempt)")
     assert len(scripted_server.log) == 1
@@ -150,14 +158,14 @@ def test_several_endpoints_share_load_and_cover_a_dead_one(scripted_server, seco
     # busy machine answered one server's calls first: 33/7)
     for srv in (scripted_server, second_server):
         srv.responder = lambda req: Reply("Answer: A", delay=0.05)
-    (*res,), stats = chat(fast_profile(scripted_server.url, second_server.url, transport=transport), n=40)
+    (*res,), stats = chat(fast_profile(scripted_server.url, second_server.url, **transport), n=40)
     assert all(not isinstance(r, Exception) for r in res)
     assert len(scripted_server.log) >= 10 and len(second_server.log) >= 10
     # one endpoint drops every connection: retries land on the other one
     second_server.responder = lambda req: Reply(fault="drop")
     scripted_server.reset()
     res, stats = chat(fast_profile(scripted_server.url, second_server.url, balance="round_robin",
-                                   max_retries=6, transport=transport), n=20)
+                                   max_retries=6, **transport), n=20)
     assert all(not isinstance(r, Exception) for r in res)
     assert len(scripted_server.completed_bodies()) == 20 and stats.errors.get("connection", 0) > 0
 
@@ -169,7 +177,7 @@ def test_bounded_concurrency(scripted_server, transport):
         return Reply("Answer: A", delay=0.05)
 
     scripted_server.responder = slow
-    p = fast_profile(scripted_server.url, max_concurrency=5, transport=transport)
+    p = fast_profile(scripted_server.url, max_concurrency=5, **transport)
 
     async def go():
         async with TeacherClient(p) as client:
