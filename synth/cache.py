@@ -13,6 +13,12 @@ one synchronous commit per call. The writer commits everything queued in one tra
 free, so under load one commit covers dozens of calls, and the event-loop thread pays about 10 us per call
 instead of about 90 us for an autocommitted INSERT (benchmarks/teacher_client.py, 2 cores). A queued call is
 visible to `get` at once; `close()` and `flush()` commit everything.
+
+Under load (the last commit held at least `LINGER_AFTER` calls) the writer lingers up to `LINGER_S` (5 ms) for
+more before it commits, and a commit of at most `ROWS_PER_INSERT` calls is one multi-row INSERT without
+BEGIN/COMMIT (atomic by itself): issue 17, 2,000 MedQA CoT calls at 512 in flight, 14 -> 81 calls a commit
+and the writer thread's CPU down by a third (0.435 -> 0.275 s over 7 runs; each call's answer waits at most
+5 ms more, against seconds for a real generation); a single call at a time never lingers.
 """
 
 from __future__ import annotations
