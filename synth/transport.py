@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from datetime import timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
@@ -119,6 +119,40 @@ def _connection(err: BaseException, secrets: tuple[str, ...]) -> RetryableError:
                           f"{short_reason(redact_text(_cause(err), secrets), 120)})")
 
 
+class _IdleWatch:
+    """The idle deadlines of the bodies being read, checked by one timer every quarter of `seconds` instead of a
+    timer per call (`asyncio.timeout` arms, moves and cancels one per call): a body that gets no bytes for
+    `seconds` has its task cancelled, and `stalled(task)` says so; it is noticed within 1.25 x `seconds`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def touch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.deadlines[task] = loop.time() + self.seconds
+        if self._timer is None:
+            self._timer = loop.call_later(self.seconds / 4, self._check, loop)
+
+    def stalled(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the watch cancelled `task` (once per cancellation): True only when no other cancellation of it
+        is pending, so an outside cancel is never swallowed."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        return task.uncancel() == 0
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for task, deadline in list(self.deadlines.items()):
+            if deadline <= now:
+                del self.deadlines[task]
+                self._expired.add(task)
+                task.cancel()
+        self._timer = loop.call_later(self.seconds / 4, self._check, loop) if self.deadlines else None
+
+
 class ReqwestTransport:
     """pyreqwest: one client (connection pool of `max_concurrency`), streamed responses read chunk by chunk."""
 
@@ -128,6 +162,7 @@ class ReqwestTransport:
 
         self.profile, self.secrets = profile, secrets
         self._errors = exceptions  # imported once here, not on every call: pyreqwest is optional (`auto`)
+        self._idle = _IdleWatch(profile.read_timeout_s)
         self._client = (
             ClientBuilder()
             .max_connections(profile.max_concurrency)
@@ -150,14 +185,21 @@ class ReqwestTransport:
                 length = resp.get_header("content-length")
                 size = int(length) if length and length.isdigit() else None
                 body = _Body(p.max_response_bytes, size)
-                reader = resp.body_reader
-                loop = asyncio.get_running_loop()
-                async with asyncio.timeout(p.read_timeout_s) as idle:  # re-armed after every chunk
+                reader, loop, task, watch = resp.body_reader, asyncio.get_running_loop(), asyncio.current_task(), self._idle
+                assert task is not None
+                watch.touch(task, loop)  # re-armed after every chunk
+                try:
                     # stop at Content-Length without waiting for the end-of-stream signal: one hand-off from
                     # the native thread less per call
                     while body.size != size and (chunk := await reader.read_chunk()) is not None:
                         body.add(chunk.to_bytes())
-                        idle.reschedule(loop.time() + p.read_timeout_s)
+                        watch.touch(task, loop)
+                except asyncio.CancelledError:
+                    if watch.stalled(task):
+                        raise _stalled(p.read_timeout_s) from None
+                    raise
+                finally:
+                    watch.deadlines.pop(task, None)
         except TimeoutError as err:
             if body is not None and not isinstance(err, errors.RequestTimeoutError):
                 raise _stalled(p.read_timeout_s) from None

@@ -4,9 +4,15 @@ live in tests/test_hostile_sources.py (issue 12a)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -362,8 +368,6 @@ def test_teacher_error_bodies_are_short_and_redacted(data_dir: Path, work: Path,
     {"choices": [{"index": 0, "message": {"role": "assistant", "content": "Answer: A"}, "finish_reason": None}]},
 ])
 def test_garbage_teacher_replies_are_never_cached(tmp_path: Path, garbage: dict) -> None:
-    import asyncio
-
     from synth.cache import CallCache
     from synth.client import TeacherClient, TeacherError
     from synth.config import TeacherProfile
@@ -387,7 +391,6 @@ def test_garbage_teacher_replies_are_never_cached(tmp_path: Path, garbage: dict)
 
 
 def test_a_bad_body_cached_by_an_older_version_is_a_miss(tmp_path: Path) -> None:
-    import asyncio
 
     from synth.cache import CallCache
     from synth.client import TeacherClient
@@ -409,20 +412,9 @@ def test_a_bad_body_cached_by_an_older_version_is_a_miss(tmp_path: Path) -> None
         assert len(srv.log) == 1
 
 
-@pytest.mark.parametrize("first_bytes", [b'{"ch', b""], ids=["part-of-the-body", "headers-only"])
-@pytest.mark.parametrize("transport", list(TRANSPORTS))
-def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, transport: str, first_bytes: bytes) -> None:
-    """A server that sends headers (and maybe a few body bytes) and then stops: the call fails after
-    read_timeout_s, not timeout_s. pyreqwest, asked for a streamed response, waits for its read buffer to fill
-    before it hands the response over: with any buffer the headers-only stall hid inside that wait until
-    timeout_s, so the transport asks for an empty buffer (`streamed_read_buffer_limit(0)`)."""
-    import asyncio
-    import socket
-    import threading
-
-    from synth.client import TeacherClient, TeacherError
-    from synth.config import TeacherProfile
-
+@contextlib.contextmanager
+def _stalling_server(first_bytes: bytes) -> Iterator[str]:
+    """A server that answers POSTs with headers (Content-Length 5000) and maybe a few body bytes, then stops."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -441,27 +433,60 @@ def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, tr
             stop.wait(30)
             conn.close()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-    profile = TeacherProfile(model="m", urls=[url], max_retries=0, timeout_s=25, read_timeout_s=0.5,
-                             **TRANSPORTS[transport])
-
-    async def ask():
-        async with TeacherClient(profile) as client:
-            await client.chat([{"role": "user", "content": "Q"}], {}, template="t@1")
-
+    threading.Thread(target=serve, daemon=True).start()
     try:
-        with pytest.raises(TeacherError, match=r"stalled: no bytes for 0\.5s"):
-            asyncio.run(ask())
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
     finally:
         stop.set()
         listener.close()
 
 
+@pytest.mark.parametrize("first_bytes", [b'{"ch', b""], ids=["part-of-the-body", "headers-only"])
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_stalled_response_body_fails_on_the_idle_read_timeout(tmp_path: Path, transport: str, first_bytes: bytes) -> None:
+    """A server that sends headers (and maybe a few body bytes) and then stops: the call fails after
+    read_timeout_s, not timeout_s. pyreqwest, asked for a streamed response, waits for its read buffer to fill
+    before it hands the response over: with any buffer the headers-only stall hid inside that wait until
+    timeout_s, so the transport asks for an empty buffer (`streamed_read_buffer_limit(0)`)."""
+    from synth.client import TeacherClient, TeacherError
+    from synth.config import TeacherProfile
+
+    with _stalling_server(first_bytes) as url:
+        profile = TeacherProfile(model="m", urls=[url], max_retries=0, timeout_s=25, read_timeout_s=0.5,
+                                 **TRANSPORTS[transport])
+
+        async def ask():
+            async with TeacherClient(profile) as client:
+                await client.chat([{"role": "user", "content": "Q"}], {}, template="t@1")
+
+        with pytest.raises(TeacherError, match=r"stalled: no bytes for 0\.5s"):
+            asyncio.run(ask())
+
+
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_a_call_cancelled_while_its_body_stalls_stays_cancelled(tmp_path: Path, transport: str) -> None:
+    """The idle-read watch (synth/transport.py `_IdleWatch`) turns only its own cancellations into a stalled-body
+    retry: a caller's cancellation (here `wait_for`) while a body stalls comes out as a cancellation, at once."""
+    from synth.client import TeacherClient
+    from synth.config import TeacherProfile
+
+    with _stalling_server(b'{"ch') as url:
+        profile = TeacherProfile(model="m", urls=[url], max_retries=3, timeout_s=25, read_timeout_s=5,
+                                 **TRANSPORTS[transport])
+
+        async def ask():
+            async with TeacherClient(profile) as client:
+                t0 = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(client.chat([{"role": "user", "content": "Q"}], {}, template="t@1"), 1.0)
+                return time.monotonic() - t0, client.stats
+
+        waited, stats = asyncio.run(ask())
+        assert waited < 3 and stats.retries == 0 and stats.errors == {}
+
+
 @pytest.mark.parametrize("transport", list(TRANSPORTS))
 def test_oversized_teacher_response_is_refused(tmp_path: Path, transport: str) -> None:
-    import asyncio
 
     from synth.client import TeacherClient, TeacherError
     from synth.config import TeacherProfile
