@@ -19,7 +19,7 @@ with a loop that does nothing else.
 Like the verification lane (`synth.lane`), the helper never holds a build up and never loses a call:
 - one helper per process, started on first use and kept until exit; it hosts one inner transport per client;
 - until the helper has answered once, calls go through an in-process transport (`transport_process: auto`),
-  or the first call waits for it (`always`, up to `START_TIMEOUT_S`);
+  or wait for it (`always`, up to `START_TIMEOUT_S`, then in-process with a warning);
 - a dead helper fails the calls it held as retryable connection errors (the client retries them, here),
   and later calls of the process stay in-process;
 - a cancelled call is cancelled in the helper too (with aiohttp there its connection is freed at once;
@@ -223,7 +223,7 @@ class HelperTransport:
 
     async def _use_helper(self) -> bool:
         """Whether calls go to the helper from now on (it has answered and is alive); opens this client's
-        transport there on the first yes. `always`: the first call waits for the helper."""
+        transport there on the first yes. `always`: the calls wait for the helper's first answer (once)."""
         h = self._helper
         if self._started is not None and not self._started.done():
             with contextlib.suppress(TimeoutError):
