@@ -14,11 +14,8 @@ cache replays at 15,646 rows/s against 14,286 (a burst of cached replies is cut 
 helper works through while the loop goes on; one batch of the whole burst made both sides wait on each other:
 11,786). Batches of 16/32/64/128 items were within noise of each other on live calls (4,731-5,221 req/s).
 
-The helper is `python -m synth.lane MODULE:FUNCTION`, spoken to over its stdin/stdout with length-prefixed
-pickle frames, not a multiprocessing pool: spawn and forkserver children re-run the parent's `__main__`,
-which breaks (or re-runs) user scripts without an `if __name__ == "__main__"` guard, and fork is unsafe in a
-process with native thread pools (polars, the HTTP client). A writer thread sends the frames and a reader
-thread hands results back to the submitting loop, so the loop never blocks on the pipe.
+The helper is `python -m synth.lane MODULE:FUNCTION`, started and spoken to through `synth.helper_process`
+(length-prefixed pickle frames over its stdin/stdout; why not a multiprocessing pool: see there).
 
 The lane never holds a step up: the helper starts in the background on first use (about 50 ms), and until it
 has answered once `ready` is False and callers do the work themselves; if it dies or fails a batch, the
@@ -37,15 +34,13 @@ import importlib
 import itertools
 import os
 import pickle
-import queue
-import struct
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any
 
-_HEADER = struct.Struct("<I")
+from synth.helper_process import HelperProcess, child_pipes, dumps, read_frame, write_frame
+
 #: items per batch at most: a burst (512 cached replies decided in one turn of the loop) is cut into batches the
 #: helper works through while the loop goes on, instead of one batch that both sides wait on in turn
 BATCH_ITEMS = 64
@@ -53,22 +48,6 @@ BATCH_ITEMS = 64
 
 class LaneError(RuntimeError):
     """The helper process failed a batch (it died, or the function raised): do the items in-process."""
-
-
-def write_frame(out: BinaryIO, payload: bytes) -> None:
-    """One length-prefixed frame (the helper processes' wire format: synth.lane, synth.transport_helper)."""
-    out.write(_HEADER.pack(len(payload)) + payload)
-    out.flush()
-
-
-def read_frame(src: BinaryIO) -> bytes | None:
-    """The next frame, or None at the end of the stream (or a frame cut short by a dead writer)."""
-    head = src.read(_HEADER.size)
-    if len(head) < _HEADER.size:
-        return None
-    (size,) = _HEADER.unpack(head)
-    payload = src.read(size)
-    return payload if len(payload) == size else None
 
 
 def _ref(fn: Callable[..., Any]) -> str:
@@ -79,27 +58,24 @@ class Lane:
     """Calls `fn(items) -> results` (a module-level function, one result per item) in one helper process."""
 
     def __init__(self, fn: Callable[[list[Any]], list[Any]]):
-        self.pid = os.getpid()  # a forked child inherits this object but not its threads: not ready there
-        self._proc = subprocess.Popen([sys.executable, "-m", "synth.lane", _ref(fn)], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE)
         self._ids = itertools.count()
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]]] = {}
         self._lock = threading.Lock()  # `_pending` and `_broken` change together
-        # batches to send, pickled by the writer thread (off the event-loop thread: ~5 us an item of a MedQA row)
-        self._outbox: queue.SimpleQueue[tuple[int, list[Any]] | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._broken = False
         # the batch each event loop is filling (a process may run loops in several threads: run_sync)
         self._open: dict[asyncio.AbstractEventLoop, tuple[list[Any], list[asyncio.Future[Any]]]] = {}
         self.batches = 0  # batches sent to the helper
-        self._outbox.put((-1, []))  # handshake: sets `ready`
-        threading.Thread(target=self._send, name="lane-writer", daemon=True).start()
-        threading.Thread(target=self._receive, name="lane-reader", daemon=True).start()
+        # batches are pickled by its writer thread (off the event-loop thread: ~5 us an item of a MedQA row)
+        self._io = HelperProcess("synth.lane", _ref(fn), name="helper process", on_message=self._receive,
+                                 on_exit=self._break, on_unsendable=self._unsendable)
+        self.pid = self._io.pid
+        self._io.send((-1, []))  # handshake: sets `ready`
 
     @property
     def ready(self) -> bool:
         """True once the helper has answered and while it is alive."""
-        return self._ready.is_set() and not self._broken and os.getpid() == self.pid
+        return self._ready.is_set() and not self._broken and not self._io.forked
 
     def submit(self, item: Any) -> asyncio.Future[Any]:
         """`fn([item])[0]`, computed in the helper with the other items submitted in this turn of the loop."""
@@ -129,50 +105,31 @@ class Lane:
             _fail(futures, "the helper process is gone")
             return
         self.batches += 1
-        self._outbox.put((batch, items))
+        self._io.send((batch, items))
 
-    def _send(self) -> None:
-        stdin = self._proc.stdin
-        assert stdin is not None
-        try:
-            while (message := self._outbox.get()) is not None:
-                try:
-                    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception as err:  # noqa: BLE001 - an item that does not pickle: that batch is done in-process
-                    self._drop(message[0], f"the batch could not be sent ({err!r:.200})")
-                    continue
-                write_frame(stdin, payload)
-        except OSError:
-            self._break("the helper process stopped reading")
-        finally:
-            with contextlib.suppress(OSError):
-                stdin.close()
-
-    def _receive(self) -> None:
-        stdout = self._proc.stdout
-        assert stdout is not None
-        while (payload := read_frame(stdout)) is not None:
-            batch, ok, results = pickle.loads(payload)
-            if batch == -1:
-                self._ready.set()
-                continue
-            with self._lock:
-                waiting = self._pending.pop(batch, None)
-            if waiting is None:  # failed already (the lane broke while the helper worked on it)
-                continue
-            loop, futures = waiting
-            if not ok:
-                self._break(f"the helper raised {results}")
-                _call_in(loop, _fail, futures, f"the helper raised {results}")
-                continue
-            _call_in(loop, _settle, futures, results)
-        self._break("the helper process exited")
-
-    def _drop(self, batch: int, why: str) -> None:
+    def _receive(self, message: tuple[int, bool, Any]) -> None:
+        """(Reader thread.) A batch's results, or the helper's error."""
+        batch, ok, results = message
+        if batch == -1:
+            self._ready.set()
+            return
         with self._lock:
             waiting = self._pending.pop(batch, None)
+        if waiting is None:  # failed already (the lane broke while the helper worked on it)
+            return
+        loop, futures = waiting
+        if not ok:
+            self._break(f"the helper raised {results}")
+            _call_in(loop, _fail, futures, f"the helper raised {results}")
+            return
+        _call_in(loop, _settle, futures, results)
+
+    def _unsendable(self, message: tuple[int, list[Any]], err: Exception) -> None:
+        """(Writer thread.) An item that does not pickle: that batch is done in-process."""
+        with self._lock:
+            waiting = self._pending.pop(message[0], None)
         if waiting is not None:
-            _call_in(waiting[0], _fail, waiting[1], why)
+            _call_in(waiting[0], _fail, waiting[1], f"the batch could not be sent ({err!r:.200})")
 
     def _break(self, why: str) -> None:
         with self._lock:
@@ -182,13 +139,9 @@ class Lane:
             _call_in(loop, _fail, futures, why)
 
     def close(self) -> None:
-        """Stop the helper: it exits when its stdin closes (killed after 5 s if it does not)."""
+        """Stop the helper (see `HelperProcess.close`)."""
         self._broken = True
-        self._outbox.put(None)
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        self._io.close()
 
 
 def _call_in(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
@@ -233,16 +186,14 @@ def main(ref: str) -> None:
     """The helper: `fn(items)` for every frame read on stdin, `(batch, ok, results)` frames on stdout."""
     module, _, name = ref.partition(":")
     fn = getattr(importlib.import_module(module), name)
-    src = os.fdopen(os.dup(0), "rb")
-    out = os.fdopen(os.dup(1), "wb")
-    sys.stdout = sys.stderr  # nothing the function prints may land in the frames
+    src, out = child_pipes()
     while (payload := read_frame(src)) is not None:
         batch, items = pickle.loads(payload)
         try:
             reply = (batch, True, fn(items))
         except Exception as err:  # noqa: BLE001 - reported to the parent, which redoes the batch in-process
             reply = (batch, False, repr(err)[:500])
-        write_frame(out, pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        write_frame(out, dumps(reply))
 
 
 if __name__ == "__main__":

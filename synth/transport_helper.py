@@ -36,21 +36,17 @@ import itertools
 import logging
 import os
 import pickle
-import queue
-import subprocess
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 from synth.errors import RetryableError, TeacherError
-from synth.lane import read_frame, write_frame
+from synth.helper_process import HelperProcess, child_pipes, dumps, read_frame, write_frame
 from synth.transport import Answer, Transport, inline_transport
 
 if TYPE_CHECKING:
     from synth.config import TeacherProfile
 
 log = logging.getLogger("medcurate.teacher")
-_PICKLE = pickle.HIGHEST_PROTOCOL
 #: `transport_process: auto` uses the helper for clients that expect at least this many calls: below it the
 #: start-up (answers after about 0.23 s; 0.27-0.31 s of CPU and 47 MB, once per process) is not paid back
 HELPER_MIN_CALLS = 256
@@ -61,24 +57,21 @@ _OK, _RETRY, _FINAL, _CRASH = range(4)
 
 
 class _Helper:
-    """The helper process of this process: frames to it from a writer thread, from it on a reader thread."""
+    """The helper process of this process (`synth.helper_process`): routes its replies to the transports."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()  # a forked child inherits this object but not its threads: not ready there
-        self._proc = subprocess.Popen([sys.executable, "-m", "synth.transport_helper"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE)
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._routes: dict[int, HelperTransport] = {}
         self._lock = threading.Lock()  # `_routes` and `broken` change together
         self._answered = threading.Event()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []  # see `when_ready`
         self.broken: str | None = None
-        threading.Thread(target=self._send, name="http-helper-writer", daemon=True).start()
-        threading.Thread(target=self._receive, name="http-helper-reader", daemon=True).start()
+        self._io = HelperProcess("synth.transport_helper", name="HTTP helper process", on_message=self._receive,
+                                 on_exit=self._break, on_unsendable=self._unsendable)
+        self.pid = self._io.pid
 
     @property
     def ready(self) -> bool:
-        return self._answered.is_set() and self.broken is None and os.getpid() == self.pid
+        return self._answered.is_set() and self.broken is None and not self._io.forked
 
     def when_ready(self) -> asyncio.Future[None]:
         """A future of the running loop, resolved once the helper has answered or is gone (see `ready`)."""
@@ -92,9 +85,10 @@ class _Helper:
         return fut
 
     def send(self, message: tuple[Any, ...]) -> bool:
+        """Queue `message` for the helper (pickled on the writer thread); False when the helper is gone."""
         if self.broken is not None:
             return False
-        self._outbox.put(pickle.dumps(message, protocol=_PICKLE))
+        self._io.send(message)
         return True
 
     def route(self, tid: int, transport: HelperTransport | None) -> None:
@@ -104,31 +98,19 @@ class _Helper:
             else:
                 self._routes[tid] = transport
 
-    def _send(self) -> None:
-        stdin = self._proc.stdin
-        assert stdin is not None
-        try:
-            while (payload := self._outbox.get()) is not None:
-                write_frame(stdin, payload)
-        except OSError:
-            self._break("the HTTP helper process stopped reading")
-        finally:
-            with contextlib.suppress(OSError):
-                stdin.close()
+    def _receive(self, message: tuple[Any, ...]) -> None:
+        """(Reader thread.) `("ready",)`, or `("replies", tid, items)` for one transport."""
+        if message[0] == "ready":
+            self._answer()
+            return
+        with self._lock:
+            transport = self._routes.get(message[1])
+        if transport is not None:
+            transport.deliver(message[2])
 
-    def _receive(self) -> None:
-        stdout = self._proc.stdout
-        assert stdout is not None
-        while (payload := read_frame(stdout)) is not None:
-            message = pickle.loads(payload)
-            if message[0] == "ready":
-                self._answer()
-            else:  # ("replies", tid, items)
-                with self._lock:
-                    transport = self._routes.get(message[1])
-                if transport is not None:
-                    transport.deliver(message[2])
-        self._break("the HTTP helper process exited")
+    def _unsendable(self, message: tuple[Any, ...], err: Exception) -> None:
+        """(Writer thread.) A message that does not pickle: the helper is given up, its calls go on in-process."""
+        self._break(f"a {message[0]!r} message could not be sent to the HTTP helper process ({err!r:.200})")
 
     def _answer(self) -> None:
         with self._lock:
@@ -148,13 +130,9 @@ class _Helper:
             transport.helper_gone(why)
 
     def close(self) -> None:
-        """Stop the helper: it exits when its stdin closes (killed after 5 s if it does not)."""
+        """Stop the helper (see `HelperProcess.close`)."""
         self.broken = self.broken or "closed"
-        self._outbox.put(None)
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
+        self._io.close()
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:
@@ -297,7 +275,7 @@ async def _serve(src: Any, out: Any) -> None:
 
     def flush() -> None:
         for tid, items in replies.items():
-            write_frame(out, pickle.dumps(("replies", tid, items), protocol=_PICKLE))
+            write_frame(out, dumps(("replies", tid, items)))
         replies.clear()
 
     async def call(tid: int, rid: int, url: str, data: bytes) -> None:
@@ -337,7 +315,7 @@ async def _serve(src: Any, out: Any) -> None:
         loop.call_soon_threadsafe(done.set_result, None)
 
     threading.Thread(target=read, name="http-helper-stdin", daemon=True).start()
-    write_frame(out, pickle.dumps(("ready",), protocol=_PICKLE))
+    write_frame(out, dumps(("ready",)))
     await done
     for task in list(tasks.values()):
         task.cancel()
@@ -349,9 +327,7 @@ def main() -> None:
     """The helper: serves frames on stdin until it closes; replies on stdout (nothing else may print there)."""
     from synth.client import run_sync
 
-    src = os.fdopen(os.dup(0), "rb")
-    out = os.fdopen(os.dup(1), "wb")
-    sys.stdout = sys.stderr
+    src, out = child_pipes()
     run_sync(lambda: _serve(src, out))
 
 

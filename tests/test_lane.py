@@ -131,7 +131,7 @@ def test_a_dead_helper_fails_its_batch_and_stays_off(medqa_rows: pl.DataFrame) -
     try:
         async def after_kill() -> list:
             futures = [lane.submit(item) for item in items]  # sent at the next turn of the loop
-            lane._proc.kill()
+            lane._io.proc.kill()
             return await asyncio.gather(*futures, return_exceptions=True)
 
         got = asyncio.run(after_kill())

@@ -66,7 +66,7 @@ def test_a_killed_helper_costs_a_retry_not_a_call(scripted_server, fresh_helper)
             while len(scripted_server.log) < 8:
                 assert time.monotonic() < deadline, "the helper sent no request"
                 await asyncio.sleep(0.01)
-            os.kill(transport_helper._HELPER._proc.pid, signal.SIGKILL)
+            os.kill(transport_helper._HELPER._io.proc.pid, signal.SIGKILL)
             answers = await asyncio.gather(*first)
             later = await client.chat(_messages(99), {}, template="t@1")
             return answers + [later], client.stats, client._transport.calls_in_helper
