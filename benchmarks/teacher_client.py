@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from curate.record import to_frame  # noqa: E402
 from curate.steps import BuildContext, get_step  # noqa: E402
+from synth.cache import wait_for_checkpoints  # noqa: E402
 from synth.client import run_sync  # noqa: E402
 from synth.prompts import COT_TEMPLATES, fields  # noqa: E402
 from synth.runner import derive_seed  # noqa: E402
@@ -115,6 +116,7 @@ def run_ours(frame: pl.DataFrame, url: str, inflight: int, work: Path, **teacher
     c0, h0, m0, t0 = time.process_time(), helpers_cpu(), time.thread_time(), time.perf_counter()
     res = step.apply(frame, ctx)
     wall, main = time.perf_counter() - t0, time.thread_time() - m0
+    wait_for_checkpoints()  # the cache's WAL checkpoint after the step (synth/cache.py): counted in the CPU, not the wall
     cpu = time.process_time() - c0 + helpers_cpu() - h0
     reqs = res.stats["client"]["requests"]
     assert res.kept.height == frame.height, res.rejected["reason"].value_counts()

@@ -18,17 +18,27 @@ Under load (the last commit held at least `LINGER_AFTER` calls) the writer linge
 more before it commits, and a commit of at most `ROWS_PER_INSERT` calls is one multi-row INSERT without
 BEGIN/COMMIT (atomic by itself): issue 17, 2,000 MedQA CoT calls at 512 in flight, 14 -> 81 calls a commit
 and the writer thread's CPU down by a third (0.435 -> 0.275 s over 7 runs; each call's answer waits at most
-5 ms more, against seconds for a real generation); a single call at a time never lingers.
+5 ms more, against seconds for a real generation); a single call at a time never lingers, nor does a call put
+with `more=False` (the client has no other request in flight, so no reply is coming to join the commit: the last
+replies of a step are committed at once instead of 5 ms later).
+
+`close` returns once every call is committed; the WAL checkpoint that sqlite runs when the last connection
+closes (5-13 ms for the ~4 MB of a 2,000-call step) is left to the writer thread, whose connection closes last,
+and is joined at exit (`wait_for_checkpoints`). Issue 17: together with the teacher steps' faster start
+(`synth.runner.START_WAVE`, `FrameRows`) the `cot` step on benchmarks/teacher_client.py went from 6,354 to 6,781
+req/s (interleaved A/B, medians of 11, the checkpoint waited for between runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import hashlib
 import sqlite3
 import threading
 import time
+import weakref
 from collections import deque
 from concurrent.futures import Future
 from pathlib import Path
@@ -168,6 +178,17 @@ def _settle_in_loop(futures: list[asyncio.Future[None]], err: BaseException | No
             fut.set_exception(err) if err is not None else fut.set_result(None)
 
 
+#: writer threads of closed caches still checkpointing (`CallCache.close`), joined at exit
+_closing_writers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@atexit.register
+def wait_for_checkpoints() -> None:
+    """Block until the closed caches' writer threads have checkpointed and closed their connections."""
+    for thread in list(_closing_writers):
+        thread.join()
+
+
 class CallCache:
     """sqlite-backed map key -> response JSON (the parsed OpenAI chat-completions body)."""
 
@@ -182,8 +203,11 @@ class CallCache:
         self._pending: dict[str, dict[str, Any]] = {}
         self._wake = threading.Condition(threading.Lock())  # never re-entered: a plain lock is cheaper than an RLock
         self._closing = False
+        self._hurry = False  # a queued call expects no more soon: commit without lingering (`put(more=False)`)
         self._error: BaseException | None = None
         self._writer: threading.Thread | None = None
+        self._drained = threading.Event()  # the writer has committed everything and stopped taking calls
+        self._released = threading.Event()  # `close` has closed this connection: the writer's is the last
 
     def get(self, key: str) -> dict[str, Any] | None:
         hit = self._pending.get(key)
@@ -209,7 +233,7 @@ class CallCache:
 
     def put(self, key: str, *, model: str, template: str, request: dict[str, Any],
             response: dict[str, Any], response_raw: bytes | None = None,
-            loop: asyncio.AbstractEventLoop | None = None) -> Future[None] | asyncio.Future[None]:
+            loop: asyncio.AbstractEventLoop | None = None, more: bool = True) -> Future[None] | asyncio.Future[None]:
         """Queue one completed call for the writer thread; the future resolves once it is committed.
 
         `request` is stored in its audit form (`audit_request`): params and the final message; `response_raw`,
@@ -217,7 +241,8 @@ class CallCache:
         serialised again on the writer thread. With `loop`
         (called from that loop's thread), the future is an asyncio one of that loop, and the writer resolves
         all of a commit's futures of a loop with one `call_soon_threadsafe` (one loop wake-up per commit
-        instead of one per call through `asyncio.wrap_future`)."""
+        instead of one per call through `asyncio.wrap_future`). `more=False`: the caller expects no further
+        call soon (it has no other request in flight), so the writer commits at once instead of lingering."""
         if self._error is not None:
             raise self._error
         done: Future[None] | asyncio.Future[None] = Future() if loop is None else loop.create_future()
@@ -227,14 +252,17 @@ class CallCache:
                 self._writer.start()
             self._pending[key] = response
             self._queue.append((key, model, template, request, response_raw or response, time.time(), done))
-            if len(self._queue) in (1, LINGER_ROWS):  # wake the writer only when it may be idle or lingers
+            if not more:
+                self._hurry = True
+            if len(self._queue) in (1, LINGER_ROWS) or not more:  # wake the writer when it may be idle or lingers
                 self._wake.notify()
         return done
 
     def _linger(self) -> None:
-        """(Holding `_wake`.) Wait up to `LINGER_S` for `LINGER_ROWS` queued calls, or until close."""
+        """(Holding `_wake`.) Wait up to `LINGER_S` for `LINGER_ROWS` queued calls, or until a call that
+        expects no more (`put(more=False)`) or close."""
         deadline = time.monotonic() + LINGER_S
-        while len(self._queue) < LINGER_ROWS and not self._closing:
+        while len(self._queue) < LINGER_ROWS and not self._closing and not self._hurry:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -254,6 +282,7 @@ class CallCache:
                         self._linger()
                     batch = list(self._queue)
                     self._queue.clear()
+                    self._hurry = False
                 rows = [(k, m, t, orjson.dumps(audit_request(req)), resp if isinstance(resp, bytes) else orjson.dumps(resp), ts)
                         for k, m, t, req, resp, ts, _ in batch]
                 try:
@@ -272,6 +301,11 @@ class CallCache:
                 _settle([done for *_, done in self._queue], err)
                 self._wake.notify_all()
         finally:
+            self._drained.set()
+            # the last connection to close checkpoints the WAL into the database (about 5-10 ms for the ~4 MB a
+            # step of 2,000 MedQA calls writes): `close` closes the other one first and returns, and this thread
+            # does it meanwhile (joined at exit: `wait_for_checkpoints`)
+            self._released.wait()
             conn.close()
 
     def flush(self) -> None:
@@ -300,14 +334,18 @@ class CallCache:
             return self._conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
     def close(self) -> None:
-        """Commit every queued call, stop the writer and close the connection."""
+        """Commit every queued call, stop the writer and close the connection. Returns once everything is
+        committed; the writer thread then checkpoints the WAL and closes its own connection (see `_write_loop`)."""
         with self._wake:
             self._closing = True
             self._wake.notify_all()
         if self._writer is not None:
-            self._writer.join()
+            self._drained.wait()
         with self._lock:
             self._conn.close()
+        self._released.set()
+        if self._writer is not None:
+            _closing_writers.add(self._writer)
         if self._error is not None:
             raise self._error
 

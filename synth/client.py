@@ -238,6 +238,8 @@ class TeacherClient:
         usable_hits = {k: body for k, body in found.items() if usable(body)}
         self._prefetched.update(usable_hits)
         self._absent.update(k for k in keys if k not in usable_hits)
+        if self._ready is None and len(usable_hits) < len(keys):  # calls will be made: probe the server meanwhile
+            self._ready = asyncio.ensure_future(self.preflight())
         return len(usable_hits)
 
     async def chat(self, messages: list[dict[str, str]], params: dict[str, Any], *, template: str,
@@ -273,8 +275,10 @@ class TeacherClient:
             body, raw = await self._post(request)
             completion = Completion.from_body(body)
             if self.cache is not None:  # the answer is used only once it is committed (see synth.cache)
+                # no other request in flight: no reply will join this commit soon, so it need not linger
                 await self.cache.put(key, model=self.profile.model, template=template, request=request,
-                                     response=body, response_raw=raw, loop=asyncio.get_running_loop())
+                                     response=body, response_raw=raw, loop=asyncio.get_running_loop(),
+                                     more=any(self._inflight))
                 self._absent.discard(key)
             self.stats.prompt_tokens += completion.usage["prompt_tokens"]
             self.stats.completion_tokens += completion.usage["completion_tokens"]
@@ -288,8 +292,15 @@ class TeacherClient:
         finally:
             del self._pending[key]
 
+    async def probed(self) -> None:
+        """Wait until the preflight probe (`preflight`), when one has started, is over; its error is left to
+        the calls that need the server."""
+        if self._ready is not None and not self._ready.done():
+            await asyncio.wait([self._ready])
+
     async def preflight(self) -> None:
-        """Before the first uncached call: fail fast with a clear error when no endpoint can be reached,
+        """Before the first uncached call (started as soon as `prefetch` finds a key not cached, so it runs
+        while the rows are prepared): fail fast with a clear error when no endpoint can be reached,
         or when every endpoint that lists its models (GET /models) lacks ours. A build whose calls are
         all cached never gets here, so it re-runs offline."""
         p = self.profile

@@ -43,7 +43,7 @@ def test_teacher_bar_tokens_per_second_ignores_earlier_calls(monkeypatch: pytest
     clock = [1000.0]
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
     client = SimpleNamespace(stats=ClientStats(prompt_tokens=600_000, completion_tokens=400_000),
-                             profile=SimpleNamespace(max_concurrency=1))
+                             profile=SimpleNamespace(max_concurrency=1), probed=lambda: asyncio.sleep(0))
 
     async def work(c, row):
         clock[0] += 0.5  # each row takes 0.5 s and costs 500 tokens

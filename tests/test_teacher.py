@@ -241,6 +241,29 @@ def test_cache_pays_once_and_survives_reopen(scripted_server, tmp_path: Path):
     assert mode == "wal"
 
 
+def test_only_a_reply_with_nothing_else_in_flight_tells_the_cache_to_commit_at_once(scripted_server, tmp_path: Path,
+                                                                                    monkeypatch):
+    """The client passes `more=False` to the cache's `put` when no other request is in flight (the writer then
+    commits at once instead of lingering for replies that are not coming: the end of a step)."""
+    seen: list[bool] = []
+    real = CallCache.put
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["more"])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CallCache, "put", spy)
+    scripted_server.responder = lambda req: Reply("Answer: A", delay=0.1 * int(req["seed"]))  # replies 0.1 s apart
+
+    async def go() -> None:
+        async with TeacherClient(fast_profile(scripted_server.url), cache) as client:
+            await asyncio.gather(*(client.chat(MSGS, {"seed": i}, template="t") for i in range(4)))
+
+    with CallCache(tmp_path / "c.sqlite") as cache:
+        asyncio.run(go())
+    assert seen == [True, True, True, False]
+
+
 def test_failed_calls_are_not_cached(scripted_server, tmp_path: Path):
     scripted_server.inject(*["503"] * 4)
     with CallCache(tmp_path / "c.sqlite") as cache:

@@ -1,6 +1,7 @@
 """The teacher client's batched fast paths give the same answers as the per-row paths they replace (issue 17):
 batch cache lookup vs per-key `get`, the word split vs its regex definition, the bounded echo check vs the
-exact measures, asyncio commit notification, and the collector settings restored after a run."""
+exact measures, asyncio commit notification, the collector settings restored after a run, and rows prepared (and
+converted from the frame) chunk by chunk so the first requests leave early."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -162,11 +164,48 @@ def test_rows_are_prepared_in_chunks_and_requests_leave_before_the_last_chunk(tm
         prepared.clear()
         scripted_server.reset()
         outs[chunk] = run("cot", frame, make_ctx(work, scripted_server.url), teacher={"max_concurrency": 4})
-        assert [n for _, n in prepared] == ([7] * 8 + [4] if chunk == 7 else [60])
+        # chunks of at most PREPARE_ROWS, the first START_WAVE (32) rows small: 1000 -> 32 + 28
+        assert [n for _, n in prepared] == ([7] * 8 + [4] if chunk == 7 else [32, 28])
         assert len(scripted_server.log) == 35 and outs[chunk].stats["client"]["cache_hits"] == 25
         if chunk == 7:  # rows 0-3 go to the 4 workers at once; the last chunk (rows 56-59) waits for its turn
             assert scripted_server.log[0]["t"] < prepared[-1][0], "no request left before the last chunk was prepared"
     assert outs[7].kept["cot"].to_list() == outs[1000].kept["cot"].to_list() and outs[7].kept.height == 60
+
+
+def test_the_first_requests_leave_before_the_later_waves_are_prepared(tmp_path, scripted_server, medqa_rows,
+                                                                     monkeypatch):
+    """With as many workers as rows, the workers start in waves of START_WAVE rows (one wave per turn of the loop,
+    after the server probe): the first wave's requests are sent before the later waves' rows are prepared.
+    When every worker started at once, all 60 rows were prepared before the first request left."""
+    import synth.runner
+    from synth.steps.cot import Cot
+
+    monkeypatch.setattr(synth.runner, "START_WAVE", 8)
+    sent_before: list[tuple[int, int]] = []  # (rows in the chunk, requests sent when it was prepared)
+    real = Cot._prefetch
+
+    def spy(self, client, rows, base_seed):
+        sent_before.append((len(rows), client.stats.requests))
+        return real(self, client, rows, base_seed)
+
+    monkeypatch.setattr(Cot, "_prefetch", spy)
+    out = run("cot", medqa_rows, make_ctx(tmp_path, scripted_server.url), teacher={"max_concurrency": 64})
+    assert out.kept.height == 60
+    assert [n for n, _ in sent_before] == [8, 8, 16, 28]  # chunks grow from the wave size to PREPARE_ROWS
+    assert sent_before[0][1] == 0 and sent_before[-1][1] >= 8, sent_before
+
+
+def test_frame_rows_are_the_frames_dicts_converted_chunk_by_chunk(medqa_rows) -> None:
+    from synth.runner import START_WAVE, FrameRows
+
+    frame = medqa_rows.select("id", "task", "question", "context", "options", "answer")
+    rows = FrameRows(frame)
+    assert rows[0] == frame.row(0, named=True) and rows._chunks.keys() == {0}  # only the first chunk converted
+    assert len(rows) == 60 and rows[-1] == rows[59] and rows[START_WAVE + 1]["id"] == frame["id"][START_WAVE + 1]
+    assert rows[10:45] == frame.to_dicts()[10:45] and list(rows) == frame.to_dicts()
+    assert rows[5] is rows[5]  # one dict a row: a step may annotate it (`_first`) and read it back
+    with pytest.raises(IndexError):
+        rows[60]
 
 
 def test_client_gc_settings_are_restored(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from synth.client import Choice, Completion, TeacherClient, TeacherError
 from synth.cot_verify import ROW_FIELDS, Verdict, gold_display, verify, verify_batch
 from synth.lane import Lane, LaneError, lane_for
 from synth.prompts import COT_TEMPLATES, fields
-from synth.runner import TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
+from synth.runner import FrameRows, TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
 
 COT_REASONS = ("wrong_answer", "no_answer", "echo", "truncated", "teacher_error", "unsupported_task")
 __all__ = ["COT_REASONS", "Cot", "RowOutcome", "Verdict", "gold_display", "verify"]
@@ -82,7 +82,7 @@ class Cot(Step):
         template = COT_TEMPLATES.get(row["task"])
         if template is None:
             return RowOutcome(None, 0, "unsupported_task", f"no CoT template for task {row['task']!r}")
-        first = row.get("_first")  # (messages, params, key) of attempt 1, from `_prefetch`
+        first = row.pop("_first", None)  # (messages, params, key) of attempt 1, from `_prefetch`
         messages = first[0] if first else template.render(fields(row))
         out = RowOutcome(None, 0, None, None)
         for attempt in range(1, self.params.max_attempts + 1):
@@ -144,7 +144,7 @@ class Cot(Step):
     def apply(self, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
         profile = profile_for(self.params, ctx)
         base_seed = self._base_seed(ctx)
-        rows = frame.select("id", "task", "question", "context", "options", "answer").to_dicts()
+        rows = FrameRows(frame.select("id", "task", "question", "context", "options", "answer"))
 
         lane = lane_for(verify_batch) if len(rows) >= LANE_MIN_ROWS else None
         outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed, lane), profile,

@@ -19,7 +19,7 @@ from synth.cache import CallCache, call_key
 from synth.client import TeacherClient, TeacherError
 from synth.parse import parse_score
 from synth.prompts import JUDGE, judge_fields
-from synth.runner import TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
+from synth.runner import FrameRows, TeacherStepParams, cache_path, derive_seed, profile_for, run_rows
 
 
 def response_of(row: dict[str, Any]) -> str:
@@ -75,7 +75,7 @@ class Judge(Step):
         base_seed = self.params.seed if self.params.seed is not None else ctx.seed
         cols = [c for c in ("id", "task", "question", "context", "options", "answer", "explanation", "cot", "messages")
                 if c in frame.columns]
-        rows = frame.select(cols).to_dicts()
+        rows = FrameRows(frame.select(cols))
 
         outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed), profile,
                                       cache_path(self.params, ctx), ctx, "judge", self.params.log_every_s, base_seed)

@@ -25,6 +25,7 @@ from curate.steps import BuildContext, Step, StepResult
 from synth.client import TeacherClient, TeacherError
 from synth.prompts import fields
 from synth.runner import (
+    FrameRows,
     OptionalTeacherParams,
     cache_path,
     derive_seed,
@@ -130,7 +131,7 @@ class Score(Step):
                            "Quality scores")
         profile = profile_for(p, ctx)
         base_seed = p.seed if p.seed is not None else ctx.seed
-        rows = frame.select([c for c in _COLS if c in frame.columns]).to_dicts()
+        rows = FrameRows(frame.select([c for c in _COLS if c in frame.columns]))
         outs, client_stats = run_rows(rows, lambda cl, r: self._row(cl, r, base_seed), profile,
                                       cache_path(p, ctx), ctx, "score", p.log_every_s, base_seed)
         c = pl.Series("complexity_score", [o.get("c") for o in outs], dtype=pl.Float64)
