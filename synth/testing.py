@@ -9,7 +9,8 @@ connections. Replies come from a `responder(request_json) -> Reply | str`; every
         ...
         srv.log                                # [{"path", "body", "fault", "status", "completed"}]
 
-`python -m synth.testing --port 0` runs the oracle server in its own process (benchmarks).
+`python -m synth.testing --port 0` runs this server with the oracle in its own process (`benchmarks/teacher_client.py
+--server scripted`; the benchmarks' default is the leaner `synth.oracle_server`, the same replies).
 """
 
 from __future__ import annotations
@@ -77,6 +78,23 @@ def oracle(request: dict[str, Any]) -> Reply:
         "laboratory values are explained by one mechanism, while the other choices each leave key findings "
         f"unexplained or contradict them.\n\nAnswer: {gold}"
     )
+
+
+def completion_body(request: dict[str, Any], reply: Reply, count: int) -> dict[str, Any]:
+    """The chat-completions body of `reply` to `request`, the `count`-th request of the server (its id)."""
+    contents = reply.content if isinstance(reply.content, list) else [reply.content]
+    prompt_chars = sum(len(str(m.get("content") or "")) for m in request.get("messages") or [])
+    pt = reply.prompt_tokens if reply.prompt_tokens is not None else prompt_chars // 4
+    ct = reply.completion_tokens if reply.completion_tokens is not None else sum(len(c) for c in contents) // 4
+    return {
+        "id": f"chatcmpl-{count}", "object": "chat.completion", "created": 0,
+        "model": request.get("model", "scripted"),
+        "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": reply.finish_reason,
+                     **({"logprobs": reply.logprobs} if reply.logprobs is not None else {})}
+                    for i, c in enumerate(contents)],
+        "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+        **reply.extra,
+    }
 
 
 class ScriptedServer:
@@ -254,7 +272,7 @@ class ScriptedServer:
                 self._send(writer, reply.status, (reply.error_body or '{"error":{"message":"scripted status"}}').encode())
                 await writer.drain()
                 return True
-            data = orjson.dumps(self._completion(body, reply or Reply("Answer: A")))
+            data = orjson.dumps(completion_body(body, reply or Reply("Answer: A"), self.count))
             if fault == "cut":
                 self._send(writer, 200, data[: len(data) // 2], length=len(data))
                 await writer.drain()
@@ -267,22 +285,6 @@ class ScriptedServer:
                 self._send(writer, 200, data)
         await writer.drain()
         return True
-
-    def _completion(self, request: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        contents = reply.content if isinstance(reply.content, list) else [reply.content]
-        prompt_chars = sum(len(str(m.get("content") or "")) for m in request.get("messages") or [])
-        pt = reply.prompt_tokens if reply.prompt_tokens is not None else prompt_chars // 4
-        ct = reply.completion_tokens if reply.completion_tokens is not None else sum(len(c) for c in contents) // 4
-        return {
-            "id": f"chatcmpl-{self.count}", "object": "chat.completion", "created": 0,
-            "model": request.get("model", "scripted"),
-            "choices": [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": reply.finish_reason,
-                         **({"logprobs": reply.logprobs} if reply.logprobs is not None else {})}
-                        for i, c in enumerate(contents)],
-            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-            **reply.extra,
-        }
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="oracle OpenAI-compatible server (zero latency) for benchmarks")
