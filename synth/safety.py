@@ -272,7 +272,8 @@ def run_safety(step: Any, frame: pl.DataFrame, ctx: BuildContext) -> StepResult:
                     for known, c in clients:
                         if known == prof:
                             return c
-                    clients.append((prof, await stack.enter_async_context(TeacherClient(prof, cache, seed=base_seed))))
+                    clients.append((prof, await stack.enter_async_context(
+                        TeacherClient(prof, cache, seed=base_seed, expected_calls=len(rows)))))
                     return clients[-1][1]
 
                 t, pol, j = await client(teacher_p), await client(policy_p), await client(judge_p)

@@ -34,6 +34,23 @@ def second_server() -> Iterator[ScriptedServer]:
         yield srv
 
 
+@pytest.fixture
+def expected_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The `expected_calls` of every `TeacherClient` made in the test, in order (it decides whether the client's
+    HTTP runs in the helper process: `transport_process: auto`)."""
+    from synth.client import TeacherClient
+
+    seen: list[int] = []
+    real = TeacherClient.__init__
+
+    def spy(self, *args: Any, expected_calls: int = 0, **kwargs: Any) -> None:
+        seen.append(expected_calls)
+        real(self, *args, expected_calls=expected_calls, **kwargs)
+
+    monkeypatch.setattr(TeacherClient, "__init__", spy)
+    return seen
+
+
 def make_ctx(work_dir: Path, url: str | list[str], model: str = "scripted", **options: Any) -> BuildContext:
     """A build context pointing the teacher steps at `url` (fast retries for tests)."""
     return BuildContext(recipe_name="test-cot", work_dir=work_dir,

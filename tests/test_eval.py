@@ -129,13 +129,14 @@ def test_zero_shot_through_lm_eval_scores_exactly_and_pays_no_call_twice(work, b
         assert again["benchmarks"] == result["benchmarks"]
 
 
-def test_sc_cot_majority_vote_over_varying_samples(work, bench):
+def test_sc_cot_majority_vote_over_varying_samples(work, bench, expected_calls):
     sets, correct, expected = bench
     responder = Oracle(sets, correct)
     with ScriptedServer(responder) as srv:
         result = _eval(work, srv.url, "--scheme", "sc-cot", output_dir="out/sc",
                        sc_cot={"samples": 3, "temperature": 0.7})
         assert srv.count == 3 * 9 * LIMIT and sorted(set(responder.samples)) == [0, 1, 2]
+        assert expected_calls == [3 * 9 * LIMIT]  # the client knows the run's size (HTTP helper for large runs)
         _check_exact(result, expected, sets)
         preds = [json.loads(x) for x in (work / "out/sc/predictions-sc-cot.jsonl").read_text().splitlines()]
         assert all(len(set(p["votes"])) == 2 for p in preds)  # the samples disagree; the vote decides

@@ -200,7 +200,7 @@ def test_transient_faults_do_not_change_the_pairs(tmp_path: Path, medqa_frame) -
     assert faulty.rejected.drop("detail").equals(clean.rejected.drop("detail"))
 
 
-def test_growing_n_pays_only_new_samples(tmp_path: Path, medqa_frame) -> None:
+def test_growing_n_pays_only_new_samples(tmp_path: Path, medqa_frame, expected_calls) -> None:
     frame = medqa_frame.head(12)
     student = Student(medqa_frame)
     with ScriptedServer(student) as srv:
@@ -208,6 +208,7 @@ def test_growing_n_pays_only_new_samples(tmp_path: Path, medqa_frame) -> None:
         small = get_step("preference")({"n": 2, "log_every_s": 60}).apply(frame, ctx)
         calls_2 = len(srv.log)
         assert calls_2 == 2 * frame.height
+        assert expected_calls == [2 * frame.height]  # the client knows its size (HTTP helper for large frames)
         failed = sum(not e["completed"] for e in srv.log)  # failed calls are not cached: asked again
         big = get_step("preference")({"n": 5, "log_every_s": 60}).apply(frame, ctx)
         assert len(srv.log) - calls_2 == 3 * frame.height + failed  # samples 1-2 came from the cache

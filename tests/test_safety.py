@@ -327,7 +327,7 @@ def test_safety_dpo_build_with_scripted_servers(data_dir: Path, work: Path, msb:
     assert len(new_prompts - old_prompts) == new_rows
 
 
-def test_safety_mode_policy_profile_in_the_step(tmp_path: Path, msb: pl.DataFrame, servers) -> None:
+def test_safety_mode_policy_profile_in_the_step(tmp_path: Path, msb: pl.DataFrame, servers, expected_calls) -> None:
     """Without --policy-url the step's `policy:` profile is the policy; with neither, a clear error."""
     from curate.errors import RecipeError
 
@@ -343,6 +343,7 @@ def test_safety_mode_policy_profile_in_the_step(tmp_path: Path, msb: pl.DataFram
     assert {e["body"]["model"] for e in servers["judge"].log} == {"jm"}
     assert {e["body"]["model"] for e in servers["teacher"].log} == {"t"}
     assert res.stats["policy"]["model"] == "pm" and res.stats["judge"]["model"] == "jm"
+    assert expected_calls == [24, 24, 24]  # teacher, policy and judge clients know the frame's size
 
 
 def test_safety_pairs_pass_trl_checks_and_train_dpo(data_dir: Path, work: Path, msb: pl.DataFrame, servers) -> None:

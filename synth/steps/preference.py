@@ -236,12 +236,15 @@ class Preference(Step):
             cache = CallCache(cache_path(p, ctx))
             try:
                 async with contextlib.AsyncExitStack() as stack:
-                    client = await stack.enter_async_context(TeacherClient(policy, cache, seed=base_seed))
+                    # `n` samples a row (and as many judge calls): large frames get the HTTP helper process
+                    calls = len(rows) * p.n
+                    client = await stack.enter_async_context(
+                        TeacherClient(policy, cache, seed=base_seed, expected_calls=calls))
                     judge_client = None
                     if judge_profile is not None:
                         same = judge_profile == policy
                         judge_client = client if same else await stack.enter_async_context(
-                            TeacherClient(judge_profile, cache, seed=base_seed))
+                            TeacherClient(judge_profile, cache, seed=base_seed, expected_calls=calls))
                     outs = await map_rows(rows, lambda c, r: self._row(c, judge_client, judge, r, base_seed),
                                           client, ctx, f"preference ({p.mode})", p.log_every_s)
                     stats = {"policy": client.stats.as_dict()}
