@@ -24,7 +24,8 @@ replies of a step are committed at once instead of 5 ms later).
 
 `close` returns once every call is committed; the WAL checkpoint that sqlite runs when the last connection
 closes (5-13 ms for the ~4 MB of a 2,000-call step) is left to the writer thread, whose connection closes last,
-and is joined at exit (`wait_for_checkpoints`). Issue 17: together with the teacher steps' faster start
+and is joined at exit (`wait_for_checkpoints`); a process killed meanwhile leaves the WAL file for the next
+connection to checkpoint (sqlite recovers it, and everything committed is in it). Issue 17: together with the teacher steps' faster start
 (`synth.runner.START_WAVE`, `FrameRows`) the `cot` step on benchmarks/teacher_client.py went from 6,354 to 6,781
 req/s (interleaved A/B, medians of 11, the checkpoint waited for between runs).
 """
