@@ -191,7 +191,9 @@ def test_an_unguarded_caller_script_is_not_run_again(tmp_path: Path, medqa_rows:
     assert marker.read_text() == "run\n"
 
 
-def test_frames_under_lane_min_rows_start_no_helper(tmp_path: Path, scripted_server, medqa_rows, monkeypatch) -> None:
+def test_small_frames_and_few_requests_in_flight_start_no_helper(tmp_path: Path, scripted_server, medqa_rows,
+                                                                  monkeypatch) -> None:
+    """The helper is for frames of at least LANE_MIN_ROWS rows sent at least LANE_MIN_CONCURRENCY at a time."""
     import synth.steps.cot as cot
 
     started: list = []
@@ -199,5 +201,7 @@ def test_frames_under_lane_min_rows_start_no_helper(tmp_path: Path, scripted_ser
     run("cot", medqa_rows, make_ctx(tmp_path / "small", scripted_server.url))  # 60 rows < LANE_MIN_ROWS
     assert started == []
     monkeypatch.setattr(cot, "LANE_MIN_ROWS", 60)
-    run("cot", medqa_rows, make_ctx(tmp_path / "large", scripted_server.url))
+    run("cot", medqa_rows, make_ctx(tmp_path / "few", scripted_server.url), teacher={"max_concurrency": 64})
+    assert started == []  # 64 in flight < LANE_MIN_CONCURRENCY
+    run("cot", medqa_rows, make_ctx(tmp_path / "large", scripted_server.url), teacher={"max_concurrency": 256})
     assert started == [verify_batch]

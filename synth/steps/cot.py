@@ -31,6 +31,11 @@ __all__ = ["COT_REASONS", "Cot", "RowOutcome", "Verdict", "gold_display", "verif
 #: frames of at least this many rows decide replies in the helper process (`synth.lane`); below, the helper
 #: would hardly be up before the frame is done
 LANE_MIN_ROWS = 256
+#: ... and clients with at least this many requests in flight. Below, the event-loop thread has time to spare and
+#: the helper's round trip (a median 3.3 ms at 64 in flight) only lengthens each row's cycle: issue 17,
+#: benchmarks/teacher_client.py, interleaved A/B, medians of 7, deciding in-process against the helper:
+#: 4,521 vs 3,718 req/s at 64 in flight, 4,805 vs 4,683 at 128, 5,616 vs 5,888 at 256, 5,945 vs 6,166 at 512
+LANE_MIN_CONCURRENCY = 256
 
 
 @dataclass
@@ -146,7 +151,8 @@ class Cot(Step):
         base_seed = self._base_seed(ctx)
         rows = FrameRows(frame.select("id", "task", "question", "context", "options", "answer"))
 
-        lane = lane_for(verify_batch) if len(rows) >= LANE_MIN_ROWS else None
+        busy = len(rows) >= LANE_MIN_ROWS and profile.max_concurrency >= LANE_MIN_CONCURRENCY
+        lane = lane_for(verify_batch) if busy else None
         outs, client_stats = run_rows(rows, lambda c, r: self._row(c, r, base_seed, lane), profile,
                                       cache_path(self.params, ctx), ctx, "cot", self.params.log_every_s, base_seed,
                                       prepare=lambda c, chunk: self._prefetch(c, chunk, base_seed))
