@@ -288,9 +288,10 @@ def main() -> None:
     _SERVER_PID = proc.pid
     table: list[tuple[str, int, dict]] = []
     try:
-        # warm-up: imports, connections, and the verification helper process that the step starts on its first frame
-        # of at least LANE_MIN_ROWS rows and keeps for the life of the process (synth/lane.py)
-        run_ours(frame.head(500), url, 64, Path(tempfile.mkdtemp()))
+        # warm-up: imports, connections, and the helper processes that the step starts on its first frame of at least
+        # LANE_MIN_ROWS rows sent LANE_MIN_CONCURRENCY or more at a time and keeps for the life of the process
+        # (synth/lane.py, synth/transport_helper.py)
+        run_ours(frame.head(500), url, 512, Path(tempfile.mkdtemp()))
         for inflight in args.inflight:
             runs: dict[str, list[dict]] = {name: [] for name in contenders}
             replay: list[dict] = []

@@ -48,7 +48,8 @@ def verify(row: dict[str, Any], text: str, finish_reason: str | None, *, min_new
     it (before the wait for its cache commit, while its bytes were in the CPU caches): slower, 86 -> 93 us
     CPU a row for the step without HTTP (9 interleaved runs of 4,000 MedQA rows): the verifications of the
     replies one commit releases run back to back, which keeps this code hot. Since issue 17 the `cot` step runs
-    it in a helper process (`synth.lane`, through `verify_batch`) for frames of at least 256 rows."""
+    it in a helper process (`synth.lane`, through `verify_batch`) for frames of at least 256 rows sent at least 256
+    at a time."""
     if finish_reason == "length":
         return Verdict(None, "truncated", "finish_reason=length")
     found = find_answer(text)
