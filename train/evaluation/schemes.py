@@ -164,8 +164,8 @@ def run_scheme(cfg: EvalRunConfig, sets: dict[str, pl.DataFrame], cache_dir: Pat
     cache_dir.mkdir(parents=True, exist_ok=True)
 
     async def go(cache: CallCache) -> tuple[list[Any], dict[str, Any]]:
-        calls = sum(len(calls) for _, _, calls in jobs)  # large runs get the HTTP helper process
-        async with TeacherClient(profile(cfg), cache, seed=cfg.seed, expected_calls=calls) as client:
+        total = sum(len(job_calls) for _, _, job_calls in jobs)  # large runs get the HTTP helper process
+        async with TeacherClient(profile(cfg), cache, seed=cfg.seed, expected_calls=total) as client:
             out = await asyncio.gather(*(_vote(client, calls) for _, _, calls in jobs))
             return out, client.stats.as_dict()
 
