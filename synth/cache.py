@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import hashlib
 import sqlite3
 import threading
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from synth.helper_process import call_in
 
 CACHE_FILE = "teacher-calls.sqlite"
 
@@ -169,8 +170,7 @@ def _settle(futures: list[Future[None] | asyncio.Future[None]], err: BaseExcepti
         else:
             by_loop.setdefault(fut.get_loop(), []).append(fut)
     for loop, futs in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for these any more
-            loop.call_soon_threadsafe(_settle_in_loop, futs, err)
+        call_in(loop, _settle_in_loop, futs, err)
 
 
 def _settle_in_loop(futures: list[asyncio.Future[None]], err: BaseException | None) -> None:

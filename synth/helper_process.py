@@ -11,6 +11,7 @@ thread unpickles the replies, so an event loop never blocks on the pipe; the chi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pickle
@@ -39,6 +40,13 @@ def read_frame(src: BinaryIO) -> bytes | None:
     (size,) = _HEADER.unpack(head)
     payload = src.read(size)
     return payload if len(payload) == size else None
+
+
+def call_in(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """From another thread: `fn(*args)` in `loop`'s thread, unless the loop is closed (then nobody waits for what
+    `fn` would settle any more)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def dumps(message: Any) -> bytes:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import importlib
 import itertools
 import os
@@ -39,7 +38,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from synth.helper_process import HelperProcess, child_pipes, dumps, read_frame, write_frame
+from synth.helper_process import HelperProcess, call_in, child_pipes, dumps, read_frame, write_frame
 
 #: items per batch at most: a burst (512 cached replies decided in one turn of the loop) is cut into batches the
 #: helper works through while the loop goes on, instead of one batch that both sides wait on in turn
@@ -120,33 +119,28 @@ class Lane:
         loop, futures = waiting
         if not ok:
             self._break(f"the helper raised {results}")
-            _call_in(loop, _fail, futures, f"the helper raised {results}")
+            call_in(loop, _fail, futures, f"the helper raised {results}")
             return
-        _call_in(loop, _settle, futures, results)
+        call_in(loop, _settle, futures, results)
 
     def _unsendable(self, message: tuple[int, list[Any]], err: Exception) -> None:
         """(Writer thread.) An item that does not pickle: that batch is done in-process."""
         with self._lock:
             waiting = self._pending.pop(message[0], None)
         if waiting is not None:
-            _call_in(waiting[0], _fail, waiting[1], f"the batch could not be sent ({err!r:.200})")
+            call_in(waiting[0], _fail, waiting[1], f"the batch could not be sent ({err!r:.200})")
 
     def _break(self, why: str) -> None:
         with self._lock:
             self._broken = True
             pending, self._pending = self._pending, {}
         for loop, futures in pending.values():
-            _call_in(loop, _fail, futures, why)
+            call_in(loop, _fail, futures, why)
 
     def close(self) -> None:
         """Stop the helper (see `HelperProcess.close`)."""
         self._broken = True
         self._io.close()
-
-
-def _call_in(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits for these futures any more
-        loop.call_soon_threadsafe(fn, *args)
 
 
 def _settle(futures: list[asyncio.Future[Any]], results: list[Any]) -> None:

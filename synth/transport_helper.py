@@ -40,7 +40,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from synth.errors import RetryableError, TeacherError
-from synth.helper_process import HelperProcess, child_pipes, dumps, read_frame, write_frame
+from synth.helper_process import HelperProcess, call_in, child_pipes, dumps, read_frame, write_frame
 from synth.transport import Answer, Transport, inline_transport
 
 if TYPE_CHECKING:
@@ -117,8 +117,7 @@ class _Helper:
             self._answered.set()
             waiters, self._waiters = self._waiters, []
         for loop, fut in waiters:
-            with contextlib.suppress(RuntimeError):  # that loop is closed
-                loop.call_soon_threadsafe(_resolve, fut)
+            call_in(loop, _resolve, fut)
 
     def _break(self, why: str) -> None:
         with self._lock:
@@ -226,12 +225,10 @@ class HelperTransport:
 
     def deliver(self, items: list[tuple[int, int, Any]]) -> None:
         """From the reader thread: settle these replies in this transport's loop."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits for these any more
-            self._loop.call_soon_threadsafe(self._settle, items)
+        call_in(self._loop, self._settle, items)
 
     def helper_gone(self, why: str) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._fail, None, why)
+        call_in(self._loop, self._fail, None, why)
 
     def _settle(self, items: list[tuple[int, int, Any]]) -> None:
         pending = self._pending
