@@ -18,16 +18,10 @@ from typing import Any
 
 import orjson
 
-from synth.testing import Reply, completion_body, oracle
+from synth.testing import Reply, completion_body, http_response, oracle, parse_head
 
 _NOT_FOUND = b'{"error":{"message":"not found"}}'
 _BAD_JSON = b'{"error":{"message":"invalid JSON"}}'
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found"}
-
-
-def _response(status: int, body: bytes) -> bytes:
-    return (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 class OracleProtocol(asyncio.Protocol):
@@ -46,29 +40,23 @@ class OracleProtocol(asyncio.Protocol):
         buf = self._buf
         buf += data
         while (end := buf.find(b"\r\n\r\n")) >= 0:
-            head = bytes(buf[:end]).decode("latin-1").split("\r\n")
-            length = 0
-            for line in head[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
+            method, path, _, length = parse_head(bytes(buf[:end]))
             if len(buf) < end + 4 + length:
                 return  # the body is still coming
             body = bytes(buf[end + 4 : end + 4 + length])
             del buf[: end + 4 + length]
-            method, path = (head[0].split(" ") + ["", ""])[:2]
             assert self._transport is not None
             self._transport.write(self.answer(method, path, body))
 
     def answer(self, method: str, path: str, raw: bytes) -> bytes:
         if method == "GET":  # no /models list: the client's preflight then lets the calls decide
-            return _response(404, _NOT_FOUND) if path.endswith("/models") else _response(200, b'{"status":"ok"}')
+            return http_response(404, _NOT_FOUND) if path.endswith("/models") else http_response(200, b'{"status":"ok"}')
         try:
             request: dict[str, Any] = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return _response(400, _BAD_JSON)
+            return http_response(400, _BAD_JSON)
         reply: Reply = oracle(request)
-        return _response(200, orjson.dumps(completion_body(request, reply, next(self.counter))))
+        return http_response(200, orjson.dumps(completion_body(request, reply, next(self.counter))))
 
 
 async def serve(host: str, port: int) -> None:

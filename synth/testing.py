@@ -80,6 +80,31 @@ def oracle(request: dict[str, Any]) -> Reply:
     )
 
 
+def parse_head(head: bytes) -> tuple[str, str, dict[str, str], int]:
+    """A request head's method, path, headers (names lower-cased) and Content-Length (0 without one)."""
+    lines = head.decode("latin-1").split("\r\n")
+    method, path = (lines[0].split(" ") + ["", ""])[:2]
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return method, path, headers, int(headers.get("content-length") or 0)
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+
+
+def http_response(status: int, body: bytes, headers: dict[str, str] | None = None, length: int | None = None) -> bytes:
+    """A JSON response: status line, headers (Content-Length: `length`, default the body's) and `body`."""
+    head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body) if length is None else length}\r\n")
+    for name, value in (headers or {}).items():
+        head += f"{name}: {value}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
 def completion_body(request: dict[str, Any], reply: Reply, count: int) -> dict[str, Any]:
     """The chat-completions body of `reply` to `request`, the `count`-th request of the server (its id)."""
     contents = reply.content if isinstance(reply.content, list) else [reply.content]
@@ -189,15 +214,7 @@ class ScriptedServer:
                     head = await reader.readuntil(b"\r\n\r\n")
                 except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
                     return
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = (lines[0].split(" ") + ["", ""])[:3]
-                length = 0
-                headers = {}
-                for line in lines[1:]:
-                    k, _, v = line.partition(":")
-                    headers[k.strip().lower()] = v.strip()
-                    if k.strip().lower() == "content-length":
-                        length = int(v.strip())
+                method, path, headers, length = parse_head(head)
                 raw = await reader.readexactly(length) if length else b""
                 if not await self._respond(method, path, raw, writer, headers):
                     return
@@ -210,13 +227,7 @@ class ScriptedServer:
     @staticmethod
     def _send(writer: asyncio.StreamWriter, status: int, body: bytes, headers: dict[str, str] | None = None,
               length: int | None = None) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
-                  500: "Internal Server Error", 503: "Service Unavailable"}.get(status, "Error")
-        hdr = f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: " \
-              f"{len(body) if length is None else length}\r\n"
-        for k, v in (headers or {}).items():
-            hdr += f"{k}: {v}\r\n"
-        writer.write(hdr.encode() + b"\r\n" + body)
+        writer.write(http_response(status, body, headers, length))
 
     async def _respond(self, method: str, path: str, raw: bytes, writer: asyncio.StreamWriter,
                        headers: dict[str, str]) -> bool:
