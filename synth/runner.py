@@ -154,13 +154,14 @@ async def map_rows(
     loop, after the client's server probe (`TeacherClient.probed`), and the first chunks are that small: the first
     requests left 2 ms after the start of `map_rows` instead of 11-13 ms (when every worker started at once, all
     512 prepared their rows in the loop's first turn, and the probe's round trips waited for that)."""
-    results: list[Any] = [None] * len(rows)
+    total = len(rows)  # once: a `FrameRows` answers `len` in Python
+    results: list[Any] = [None] * total
     prepared = 0
-    advance = ctx.start_progress(description, len(rows))
+    advance = ctx.start_progress(description, total)
     done = 0
     t0 = time.perf_counter()
     next_log = t0 + log_every_s
-    it = iter(range(len(rows)))
+    it = iter(range(total))
     # rates count from this call's start over a sliding window (synth/rate.py: the stats are cumulative)
     tokens = RateMeter(lambda: client.stats.prompt_tokens + client.stats.completion_tokens)
     requests = RateMeter(lambda: client.stats.requests)
@@ -169,10 +170,10 @@ async def map_rows(
         s = client.stats
         secs = max(time.perf_counter() - t0, 1e-9)
         rate = done / secs
-        eta = (len(rows) - done) / rate if rate > 0 else float("inf")
+        eta = (total - done) / rate if rate > 0 else float("inf")
         ctx.logger.info(
             "%s: %d/%d rows, %s, %s, %d cache hits, %d retries, %d failed%s",
-            description, done, len(rows), fmt_rate(requests.rate(final), "req"), fmt_rate(tokens.rate(final), "tok"),
+            description, done, total, fmt_rate(requests.rate(final), "req"), fmt_rate(tokens.rate(final), "tok"),
             s.cache_hits, s.retries, s.failures, "" if final else f", ETA {eta:.0f}s",
         )
 
@@ -194,16 +195,16 @@ async def map_rows(
             results[i] = await work(client, rows[i])
             done += 1
             now = time.perf_counter()
-            if rich_fields and (now >= next_info or done == len(rows)):
+            if rich_fields and (now >= next_info or done == total):
                 next_info = now + 0.5
-                advance(1, info=info(final=done == len(rows)))  # type: ignore[call-arg]
+                advance(1, info=info(final=done == total))  # type: ignore[call-arg]
             else:
                 advance(1)
             if now >= next_log:
                 next_log = now + log_every_s
                 log_line()
 
-    n = min(client.profile.max_concurrency, max(1, len(rows)))
+    n = min(client.profile.max_concurrency, max(1, total))
     tasks: list[asyncio.Task[None]] = []
     try:
         for start in range(0, n, START_WAVE):
