@@ -17,14 +17,17 @@ both. The acceptance bar is >= 99% of rows. Two comparisons: LSH alone on both s
 random permutations, so pairs far below the threshold that collide by chance differ), and both sides with
 the exact Jaccard check our step does by default (datatrove's Jaccard on its own shingles).
 
-    python benchmarks/dedup_parity.py [--rows N]
+Seconds are the median of `--repeat` runs of each side (at least 3), with min and max, and the ratio of the
+medians; the clusters are the same in every run (both sides are seeded), so parity is computed once.
+
+    python benchmarks/dedup_parity.py [--rows N] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,9 @@ from curate.minhash import UnionFind
 from curate.recipe import SourceSpec
 from curate.sources import read_source
 from curate.steps.dedup import ALOE_PER_TASK, DedupParams, near_edges
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import measure  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = [
@@ -110,27 +116,26 @@ def members(roots: np.ndarray) -> list[frozenset[int]]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs of each side (median, min, max)")
     args = ap.parse_args()
     frame = load_rows(args.rows)
     group_of = frame["task"].to_numpy()
     group_of = np.where(np.isin(group_of, list(ALOE_PER_TASK)), group_of, "open_qa")
     print(f"\nDedup parity on {frame.height} rows "
-          f"({', '.join(f'{k}: {int((group_of == k).sum())}' for k in ALOE_PER_TASK)})\n")
+          f"({', '.join(f'{k}: {int((group_of == k).sum())}' for k in ALOE_PER_TASK)}); seconds: median of "
+          f"{args.repeat} runs (min-max)\n")
     print("| ours | datatrove | rows whose duplicate cluster is the same | rows in a duplicate cluster "
-          "(ours / datatrove) | seconds (ours / datatrove) |")
-    print("|---|---|---|---|---|")
+          "(ours / datatrove) | seconds, ours | seconds, datatrove | datatrove / ours |")
+    print("|---|---|---|---|---|---|---|")
     for verify in (False, True):
-        t0 = time.perf_counter()
-        ref = members(datatrove_clusters(frame, group_of, verify))
-        t_ref = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        got = members(ours_clusters(frame, group_of, verify))
-        secs = time.perf_counter() - t0
+        theirs = measure(lambda v=verify: datatrove_clusters(frame, group_of, v), args.repeat)
+        ours = measure(lambda v=verify: ours_clusters(frame, group_of, v), args.repeat)
+        ref, got = members(theirs.result), members(ours.result)
         same = sum(a == b for a, b in zip(got, ref, strict=True)) / frame.height
         label = ("LSH + Jaccard check (step default)", "bucket match + the same Jaccard check") if verify else (
             "LSH only (verify off)", "bucket match (datatrove's rule)")
         print(f"| {label[0]} | {label[1]} | {same:.2%} | {sum(len(m) > 1 for m in got)} / "
-              f"{sum(len(m) > 1 for m in ref)} | {secs:.1f} / {t_ref:.1f} |")
+              f"{sum(len(m) > 1 for m in ref)} | {ours.cell()} | {theirs.cell()} | {theirs.median / ours.median:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ and as one JSON array. For each size and layout, a fresh interpreter reads the f
 RSS; the floor is `polars.read_ndjson` of the same JSON lines file. Pass `--ref PATH` (a checkout of an
 older medcurate, e.g. /work/main) to add its `read_source` (whole read) as a column.
 
-    python benchmarks/source_read.py --rows 10000 100000 [--ref /work/main]
+    python benchmarks/source_read.py --rows 10000 100000 [--ref /work/main] [--repeat 3]
 
-Timings on a shared machine are noisy: compare columns within one run.
+Each reader runs `--repeat` times (at least 3), interleaved with the others so drift on a shared machine hits
+them alike; the table has the median seconds (min-max), rows/s at the median, the median peak RSS, and the
+ratio of the median seconds to the floor's (polars reading the same JSON lines).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,22 +74,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--ref", type=Path, help="an older checkout to compare (its read_source, whole read)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each reader (median, min, max)")
     args = ap.parse_args()
-    print("| rows | layout | MiB | reader | seconds | rows/s | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"median of {args.repeat} runs (min-max); ratio: median seconds / the floor's on the same rows")
+    print("| rows in | layout | MiB | reader | rows out | seconds | rows/s | peak RSS MiB | x floor |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.rows:
             jsonl, array = write_rows(n, Path(tmp))
-            for layout, path in (("jsonl", jsonl), ("array", array)):
-                runs = [("open_source", "stream", ROOT)]
-                if args.ref:
-                    runs.append((f"read_source @ {args.ref}", "whole", args.ref))
-                if layout == "jsonl":
-                    runs.append(("polars.read_ndjson (floor)", "floor", ROOT))
-                for label, mode, code in runs:
-                    rows, secs, rss = run(path, mode, code)
-                    mib = path.stat().st_size / 2**20
-                    print(f"| {rows:,} | {layout} | {mib:.0f} | {label} | {secs:.2f} | {rows / secs:,.0f} | {rss:,} |")
+            readers = [("open_source", "stream", ROOT)]
+            if args.ref:
+                readers.append((f"read_source @ {args.ref}", "whole", args.ref))
+            table = [(layout, path, *reader) for layout, path in (("jsonl", jsonl), ("array", array))
+                     for reader in readers] + [("jsonl", jsonl, "polars.read_ndjson (floor)", "floor", ROOT)]
+            runs: dict[int, list[tuple[int, float, int]]] = {i: [] for i in range(len(table))}
+            for _ in range(args.repeat):
+                for i, (_layout, path, _label, mode, code) in enumerate(table):
+                    runs[i].append(run(path, mode, code))
+            floor = statistics.median(secs for _, secs, _ in runs[len(table) - 1])
+            for i, (layout, path, label, _mode, _code) in enumerate(table):
+                secs = sorted(s for _, s, _ in runs[i])
+                med, rss, rows = statistics.median(secs), statistics.median(r for *_, r in runs[i]), runs[i][0][0]
+                print(f"| {n:,} | {layout} | {path.stat().st_size / 2**20:.0f} | {label} | {rows:,} | {med:.2f} "
+                      f"({secs[0]:.2f}-{secs[-1]:.2f}) | {rows / med:,.0f} | {rss:,.0f} | {med / floor:.1f} |")
 
 
 if __name__ == "__main__":

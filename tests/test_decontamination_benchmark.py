@@ -33,3 +33,8 @@ def test_the_script_prints_its_table(tmp_path: Path, capsys) -> None:
     bench.main(["--per-set", "2", "--negatives", "30", "--work", str(tmp_path)])
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:3] == ["family", "items", "13-gram"] and "negatives: 30 real" in out
+    # both sides timed from scratch, median of 3 runs with min and max, and the ratio (issue 17)
+    timing = out.splitlines()[-1]
+    assert timing.startswith("seconds, median of 3 runs (min-max), 52 rows in"), timing
+    assert "13-gram pass (index built + matched)" in timing and "retrieval / 13-gram pass" in timing
+    assert list(tmp_path.iterdir()) == []  # each run's index went with its own work folder
