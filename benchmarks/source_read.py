@@ -24,6 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import Timing  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("MEDCURATE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
 
@@ -91,12 +94,13 @@ def main() -> None:
             for _ in range(args.repeat):
                 for i, (_layout, path, _label, mode, code) in enumerate(table):
                     runs[i].append(run(path, mode, code))
-            floor = statistics.median(secs for _, secs, _ in runs[len(table) - 1])
+            timings = [Timing(seconds=[secs for _, secs, _ in runs[i]]) for i in range(len(table))]
+            floor = timings[-1].median
             for i, (layout, path, label, _mode, _code) in enumerate(table):
-                secs = sorted(s for _, s, _ in runs[i])
-                med, rss, rows = statistics.median(secs), statistics.median(r for *_, r in runs[i]), runs[i][0][0]
-                print(f"| {n:,} | {layout} | {path.stat().st_size / 2**20:.0f} | {label} | {rows:,} | {med:.2f} "
-                      f"({secs[0]:.2f}-{secs[-1]:.2f}) | {rows / med:,.0f} | {rss:,.0f} | {med / floor:.1f} |")
+                t, rows = timings[i], runs[i][0][0]
+                rss = statistics.median(r for *_, r in runs[i])
+                print(f"| {n:,} | {layout} | {path.stat().st_size / 2**20:.0f} | {label} | {rows:,} | {t.cell()} "
+                      f"| {t.rate(rows):,.0f} | {rss:,.0f} | {t.median / floor:.1f} |")
 
 
 if __name__ == "__main__":
